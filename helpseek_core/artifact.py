@@ -117,7 +117,8 @@ def write_artifact(
         if not name.endswith(".npz") or "/" in name:
             raise ArtifactSchemaError(f"{out / name}: array files must be plain '<name>.npz'")
         target = out / name
-        np.savez(target, **{k: np.asarray(v) for k, v in group.items()})
+        payload: dict[str, Any] = {k: np.asarray(v) for k, v in group.items()}
+        np.savez(target, **payload)
         files[name] = sha256_file(target)
     for name, path in (extra_files or {}).items():
         p = Path(path)

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from helpseek_core.artifact import load_artifact, write_artifact
+from helpseek_core.errors import ArtifactSchemaError, BudgetError, ShapeError
+from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats, Helper, decide, encode_inputs
+
+
+def random_mlp(rng, in_dim, hidden=(8, 4)):
+    dims = (in_dim, *hidden, 1)
+    ws = tuple(
+        rng.normal(size=(a, b)).astype(np.float32) for a, b in zip(dims[:-1], dims[1:], strict=True)
+    )
+    bs = tuple(rng.normal(size=b).astype(np.float32) for b in dims[1:])
+    return MLP(ws, bs)
+
+
+def test_encode_inputs_layout():
+    x = np.array([[1.0, 2.0], [3.0, 6.0]])
+    stats = FeatureStats.fit(x)  # mean (2, 4), std (1, 2)
+    enc = encode_inputs(stats, x, np.array([0, 3]), np.array([10, 5]), cmax=2, horizon=20, cost=1)
+    assert enc.shape == (2, 5) and enc.dtype == np.float32
+    np.testing.assert_allclose(enc[:, :2], [[-1, -1], [1, 1]])
+    np.testing.assert_allclose(enc[:, 2], [0, 1.5])  # c / cmax, not clipped
+    np.testing.assert_allclose(enc[:, 3], [0, 1])  # 1[c >= cost]
+    np.testing.assert_allclose(enc[:, 4], [0.5, 0.25])  # steps_left / horizon
+    with pytest.raises(ShapeError, match="expected length 2, got 3"):
+        encode_inputs(stats, np.zeros((1, 3)), np.array([1]), np.array([1]), 2, 20, 1)
+    with pytest.raises(ShapeError, match="same batch size"):
+        encode_inputs(stats, x, np.array([1]), np.array([1, 2]), 2, 20, 1)
+    with pytest.raises(BudgetError, match="budget must be >= 0"):
+        encode_inputs(stats, x, np.array([-1, 0]), np.array([1, 2]), 2, 20, 1)
+
+
+def test_decide_refuses_without_budget():
+    assert decide(0.99, 0.5, remaining=0, cost=1) == (False, "budget_exhausted")
+    assert decide(0.99, 0.5, remaining=1, cost=2) == (False, "budget_exhausted")
+    assert decide(0.99, 0.5, remaining=2, cost=2) == (True, "helper")
+    assert decide(0.2, 0.5, remaining=2, cost=1) == (False, "helper")
+
+
+def test_feature_stats_novelty():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(500, 4))
+    stats = FeatureStats.fit(train, quantile=1.0)
+    assert not stats.is_novel(train).any()  # threshold at the max score, inside the range
+    far = train[:3] + np.array([50.0, 0, 0, 0])
+    assert stats.is_novel(far).all()
+    assert (stats.score(far) > stats.score(train[:3])).all()
+    stats995 = FeatureStats.fit(train)
+    assert stats995.is_novel(train).mean() <= 0.01
+    with pytest.raises(ShapeError, match="non-empty"):
+        FeatureStats.fit(np.zeros((0, 4)))
+
+
+def test_mlp_round_trip_and_shape_checks():
+    rng = np.random.default_rng(1)
+    mlp = random_mlp(rng, 5)
+    again = MLP.from_arrays(mlp.to_arrays())
+    x = rng.normal(size=(7, 5))
+    np.testing.assert_array_equal(again.logits(x), mlp.logits(x))
+    p = mlp.probability(x)
+    assert p.shape == (7,) and np.all((p > 0) & (p < 1))
+    with pytest.raises(ShapeError, match="last layer must have one output"):
+        MLP((np.zeros((3, 2), np.float32),), (np.zeros(2, np.float32),))
+    with pytest.raises(ArtifactSchemaError, match="missing layer array"):
+        MLP.from_arrays({"W0": np.zeros((3, 1)), "W1": np.zeros((1, 1)), "b0": np.zeros(1)})
+
+
+def test_helper_from_artifact_and_decide(tmp_path):
+    rng = np.random.default_rng(2)
+    f = 3
+    train = rng.normal(size=(100, f))
+    stats = FeatureStats.fit(train)
+    mlp = random_mlp(rng, f + 3)
+    m = {
+        "artifact_id": "h1",
+        "created_at": "2026-11-01T00:00:00Z",
+        "kind": "features",
+        "feature_schema": {"names": ["a", "b", "c"], "dim": f},
+        "cmax": 3,
+        "horizon": 10,
+        "k": 1,
+        "cost": 1,
+        "helper": {"threshold": 0.0},  # always says "intervene"
+    }
+    write_artifact(tmp_path / "a", m, {HELPER_FILE: {**mlp.to_arrays(), **stats.to_arrays()}})
+    helper = Helper.from_artifact(load_artifact(tmp_path / "a"))
+    d = helper.decide(train[0], remaining=1, steps_left=4)
+    assert d.intervene and d.reason == "helper" and not d.novel
+    d0 = helper.decide(train[0], remaining=0, steps_left=4)
+    assert not d0.intervene and d0.reason == "budget_exhausted"
+    assert helper.decide(train[0] + 100, remaining=1, steps_left=4).novel
+    expected = mlp.probability(
+        encode_inputs(stats, train[:1], np.array([1]), np.array([4]), 3, 10, 1)
+    )
+    assert d.probability == pytest.approx(float(expected[0]))
+    write_artifact(
+        tmp_path / "b",
+        {**m, "feature_schema": {"names": ["a"], "dim": 1}},
+        {HELPER_FILE: {**mlp.to_arrays(), **stats.to_arrays()}},
+    )
+    with pytest.raises(ArtifactSchemaError, match="statistics have 3 features, manifest says 1"):
+        Helper.from_artifact(load_artifact(tmp_path / "b"))
