@@ -1,0 +1,73 @@
+"""Request-scoped dependencies as ``Annotated`` aliases, and the per-process service state."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from service.auth import Authenticator
+from service.budget.protocol import BudgetStore, SessionKey
+from service.decision_log import DecisionLog
+from service.metrics import Metrics
+from service.model_holder import ModelHolder
+from service.settings import Settings
+
+__all__ = ["CachedSession", "ServiceState", "Svc", "Tenant", "get_svc", "get_tenant"]
+
+
+@dataclass
+class CachedSession:
+    """What this process remembers of a session: immutable budget and horizon, last remaining."""
+
+    budget: int
+    horizon: int | None
+    remaining: int
+
+
+@dataclass
+class ServiceState:
+    """Everything the lifespan builds; one per process."""
+
+    settings: Settings
+    metrics: Metrics
+    auth: Authenticator
+    holder: ModelHolder
+    store: BudgetStore
+    log: DecisionLog
+    sessions: OrderedDict[SessionKey, CachedSession] = field(default_factory=OrderedDict)
+
+    def remember(self, key: SessionKey, entry: CachedSession) -> None:
+        """Cache a session's info (bounded, oldest out first)."""
+        self.sessions[key] = entry
+        self.sessions.move_to_end(key)
+        while len(self.sessions) > self.settings.session_cache_size:
+            self.sessions.popitem(last=False)
+
+
+async def get_svc(request: Request) -> ServiceState:
+    """Return the process's ServiceState (set by the lifespan)."""
+    svc: ServiceState = request.app.state.svc
+    return svc
+
+
+_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+
+
+async def get_tenant(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key)],
+) -> str:
+    """Authenticate the caller; return its tenant id (AuthError -> 401)."""
+    presented = bearer.credentials if bearer is not None else api_key
+    svc: ServiceState = request.app.state.svc
+    return svc.auth.tenant(presented)
+
+
+Svc = Annotated[ServiceState, Depends(get_svc)]
+Tenant = Annotated[str, Depends(get_tenant)]

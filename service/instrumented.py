@@ -1,0 +1,75 @@
+"""A BudgetStore wrapper that times every call and counts failures.
+
+Metrics live here, not in the stores, so both implementations report the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from service.budget.protocol import BudgetStore, Grant, Plan, SessionInfo, SessionKey
+from service.errors import BudgetStoreUnavailableError
+from service.metrics import Metrics
+
+__all__ = ["InstrumentedStore"]
+
+
+class InstrumentedStore:
+    """Observe helpseek_budget_store_duration_seconds{op} and ..._errors_total{op}."""
+
+    def __init__(self, inner: BudgetStore, metrics: Metrics) -> None:
+        self.inner, self.metrics = inner, metrics
+        self.kind = inner.kind
+
+    async def _timed(self, op: str, coro: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await coro
+        except BudgetStoreUnavailableError:
+            self.metrics.store_errors.labels(op=op).inc()
+            raise
+        finally:
+            self.metrics.store_duration.labels(op=op).observe(time.perf_counter() - t0)
+
+    async def create(
+        self, key: SessionKey, budget: int, ttl_s: float, horizon: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionInfo:  # fmt: skip
+        """Run ``create``, timed."""
+        info: SessionInfo = await self._timed(
+            "create", self.inner.create(key, budget, ttl_s, horizon, metadata)
+        )
+        return info
+
+    async def try_consume(
+        self, key: SessionKey, request_id: str | None, cost: int, plan: Plan | None = None
+    ) -> Grant:
+        """Run ``try_consume``, timed."""
+        grant: Grant = await self._timed(
+            "try_consume", self.inner.try_consume(key, request_id, cost, plan)
+        )
+        return grant
+
+    async def remaining(self, key: SessionKey) -> int:
+        """Run ``remaining``, timed."""
+        n: int = await self._timed("remaining", self.inner.remaining(key))
+        return n
+
+    async def describe(self, key: SessionKey) -> SessionInfo:
+        """Run ``describe``, timed."""
+        info: SessionInfo = await self._timed("describe", self.inner.describe(key))
+        return info
+
+    async def close(self, key: SessionKey, success: bool, steps: int) -> SessionInfo:
+        """Run ``close``, timed."""
+        info: SessionInfo = await self._timed("close", self.inner.close(key, success, steps))
+        return info
+
+    async def ping(self) -> bool:
+        """Untimed ping (readiness probes would drown the histogram)."""
+        return await self.inner.ping()
+
+    async def aclose(self) -> None:
+        """Close the inner store."""
+        await self.inner.aclose()

@@ -1,0 +1,107 @@
+"""Operations: model info, health, readiness, metrics, and hot reload."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from fastapi import APIRouter, Response
+
+from service.deps import ServiceState, Svc, Tenant
+from service.errors import ReloadRefusedError
+from service.metrics import CONTENT_TYPE_LATEST
+from service.model_holder import target_intervention_rate
+from service.schemas import HealthResponse, ModelResponse, ReadyResponse, ReloadResponse
+
+__all__ = ["reload_model", "router"]
+
+router = APIRouter(tags=["operations"])
+_log = logging.getLogger("helpseek.service")
+
+
+@router.get(
+    "/v1/model",
+    response_model=ModelResponse,
+    responses={401: {"description": "Missing or invalid API key"}},
+)
+async def model_info(svc: Svc, tenant: Tenant) -> ModelResponse:
+    """Describe the artifact this process serves."""
+    s = svc.holder.scorer
+    m = s.manifest
+    return ModelResponse(
+        model_version=s.model_version,
+        kind=s.kind,
+        feature_dim=s.feature_dim,
+        feature_names=[str(n) for n in m.get("feature_schema", {}).get("names", [])],
+        cmax=s.cmax,
+        horizon=s.horizon,
+        k=int(m.get("k", 1)),
+        cost=s.cost,
+        threshold=s.threshold,
+        target_intervention_rate=target_intervention_rate(m),
+        loaded_at=svc.holder.loaded_at,
+    )
+
+
+@router.get("/healthz", response_model=HealthResponse)
+async def healthz() -> HealthResponse:
+    """Liveness: the process answers."""
+    return HealthResponse(status="ok")
+
+
+@router.get("/readyz", response_model=ReadyResponse)
+async def readyz(svc: Svc) -> ReadyResponse:
+    """Ready once the model is loaded; the budget store's state is reported, not required."""
+    return ReadyResponse(
+        status="ready",
+        model_version=svc.holder.scorer.model_version,
+        budget_store=svc.store.kind,
+        budget_store_ok=await svc.store.ping(),
+        fail_mode=svc.settings.fail_mode,
+    )
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(svc: Svc) -> Response:
+    """Prometheus exposition (aggregated over workers in multiprocess mode)."""
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post(
+    "/admin/reload",
+    response_model=ReloadResponse,
+    responses={
+        401: {"description": "Missing or invalid API key"},
+        409: {"description": "New artifact refused; the old model keeps serving"},
+    },
+)
+async def admin_reload(svc: Svc, tenant: Tenant) -> ReloadResponse:
+    """Re-read HELPSEEK_ARTIFACT, validate it off the event loop, then swap.
+
+    A bad artifact is refused (409, naming the file and the reason) and the old model keeps
+    serving. With several workers, a successful reload asks the uvicorn supervisor (SIGHUP)
+    to replace every worker, each of which loads the validated artifact.
+    """
+    old, new = await reload_model(svc)
+    if svc.settings.workers > 1 and hasattr(signal, "SIGHUP"):
+        os.kill(os.getppid(), signal.SIGHUP)
+    return ReloadResponse(model_version=new, previous_version=old, reloaded=True)
+
+
+async def reload_model(svc: ServiceState) -> tuple[str, str]:
+    """Reload (also used by the SIGHUP handler); returns (old, new) versions."""
+    try:
+        old, new = await svc.holder.reload()
+    except Exception as exc:  # any failure to load must leave the old model serving
+        svc.metrics.reloads.labels(result="error").inc()
+        _log.warning("reload refused, keeping %s: %s", svc.holder.scorer.model_version, exc)
+        raise ReloadRefusedError(
+            f"reload refused, still serving {svc.holder.scorer.model_version}: {exc}"
+        ) from exc
+    svc.metrics.reloads.labels(result="ok").inc()
+    svc.metrics.model_swapped(
+        old.model_version, new.model_version, target_intervention_rate(new.manifest)
+    )
+    _log.info("reloaded model %s -> %s", old.model_version, new.model_version)
+    return old.model_version, new.model_version

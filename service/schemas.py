@@ -1,0 +1,194 @@
+"""Request and response bodies of the HTTP API (pydantic lives only at this edge).
+
+Requests forbid unknown fields; budgets and steps are strict non-negative integers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "DecisionRequest",
+    "DecisionResponse",
+    "HealthResponse",
+    "ModelResponse",
+    "OutcomeRequest",
+    "OutcomeResponse",
+    "ReadyResponse",
+    "ReloadResponse",
+    "SessionCreate",
+    "SessionCreated",
+    "SessionStatus",
+    "State",
+    "MAX_BUDGET",
+]
+
+MAX_BUDGET = 10_000
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Budget = Annotated[int, Field(strict=True, ge=0, le=MAX_BUDGET)]
+Steps = Annotated[int, Field(strict=True, ge=0, le=10_000_000)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+MetaValue = str | int | float | bool | None
+Reason = Literal["helper", "budget_exhausted", "fail_open", "fail_closed"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionCreate(_Request):
+    """Start an episode with a budget of interventions."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"budget": 3, "ttl_s": 3600, "horizon": 25}]},
+    )
+
+    budget: Budget = Field(description="Interventions (budget units) this episode may use.")
+    ttl_s: int | None = Field(
+        None, strict=True, ge=1, le=30 * 86400,
+        description="Seconds of inactivity after which the session expires (sliding).",
+    )  # fmt: skip
+    horizon: int | None = Field(
+        None, strict=True, ge=1, le=10_000_000,
+        description="Episode step limit H; steps_left defaults to horizon - step.",
+    )  # fmt: skip
+    metadata: dict[Annotated[str, Field(max_length=64)], MetaValue] | None = Field(
+        None, max_length=32, description="Free-form labels stored with the session."
+    )
+
+
+class SessionCreated(BaseModel):
+    """A new session."""
+
+    session_id: str
+    budget: int
+    expires_at: float = Field(description="Unix time at which the session expires if unused.")
+
+
+class State(_Request):
+    """The agent's state: a feature vector (features artifacts) or a text rendering (text)."""
+
+    features: list[Finite] | None = Field(None, max_length=4096)
+    text: str | None = Field(None, max_length=32_768)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> State:
+        if (self.features is None) == (self.text is None):
+            raise ValueError("give exactly one of state.features or state.text")
+        return self
+
+
+class DecisionRequest(_Request):
+    """Ask: should the agent request help now."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"session_id": "3f2a...", "request_id": "ep7-step12", "step": 12,
+                 "state": {"features": [0.1, -0.3, 1.2, 0.0]}},
+                {"step": 3, "state": {"features": [0.0, 0.0, 0.0, 0.0]}, "remaining_budget": 2},
+            ]
+        },
+    )  # fmt: skip
+
+    session_id: Id | None = Field(None, description="Server-side budget; omit for stateless mode.")
+    request_id: Id | None = Field(
+        None, description="Idempotency key: a retry replays the first answer, never re-charges."
+    )
+    step: Steps = Field(description="Env step t of this decision point.")
+    state: State
+    remaining_budget: Budget | None = Field(
+        None, description="Stateless mode: the caller's remaining budget (required there)."
+    )
+    steps_left: Steps | None = Field(None, description="Default: horizon - step.")
+
+
+class DecisionResponse(BaseModel):
+    """The answer; an exhausted budget is a normal answer (reason budget_exhausted)."""
+
+    intervene: bool
+    probability: float
+    remaining_budget: int
+    reason: Reason
+    model_version: str
+    degraded: bool = Field(description="Answered without the budget store (see reason).")
+    novel: bool = Field(description="The state looks unlike the model's training data.")
+    novelty_score: float
+    request_id: str
+
+
+class OutcomeRequest(_Request):
+    """How the episode ended."""
+
+    success: bool = Field(strict=True)
+    steps: Steps
+
+
+class OutcomeResponse(BaseModel):
+    """The closed session."""
+
+    session_id: str
+    success: bool
+    steps: int
+    budget: int
+    remaining_budget: int
+    budget_used: int
+
+
+class SessionStatus(BaseModel):
+    """A session's current state."""
+
+    session_id: str
+    budget: int
+    remaining_budget: int
+    horizon: int | None
+    expires_at: float
+    created_at: float
+    closed: bool
+    success: bool | None
+    steps: int | None
+    metadata: dict[str, MetaValue]
+
+
+class ModelResponse(BaseModel):
+    """The model this process serves."""
+
+    model_version: str
+    kind: str
+    feature_dim: int
+    feature_names: list[str]
+    cmax: int
+    horizon: int
+    k: int
+    cost: int
+    threshold: float
+    target_intervention_rate: float | None
+    loaded_at: float
+
+
+class HealthResponse(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: the model is loaded; the budget store's state is reported, not required."""
+
+    status: Literal["ready"]
+    model_version: str
+    budget_store: str
+    budget_store_ok: bool
+    fail_mode: str
+
+
+class ReloadResponse(BaseModel):
+    """A successful hot reload."""
+
+    model_version: str
+    previous_version: str
+    reloaded: bool

@@ -1,0 +1,65 @@
+"""The service's one configuration object (STYLE.md §5).
+
+Every knob is an environment variable with the ``HELPSEEK_`` prefix (``HELPSEEK_PORT=9000``),
+read once by :class:`Settings` and handed to :func:`service.app.create_app`. Nothing else in
+the service reads ``os.environ``. The one un-prefixed variable is prometheus_client's own
+``PROMETHEUS_MULTIPROC_DIR`` (multiprocess metrics with several workers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Resolved service configuration; see docs/service.md for the full table."""
+
+    model_config = SettingsConfigDict(env_prefix="HELPSEEK_", extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Interface uvicorn binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port uvicorn binds to.")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (>1 needs Redis).")
+    artifact: Path = Field(Path("artifacts/default"), description="Artifact directory to serve.")
+    redis_url: str | None = Field(None, description="redis://... ; unset = in-process store.")
+    redis_key_prefix: str = Field("helpseek:", description="Prefix of every Redis key.")
+    redis_connect_timeout_s: float = Field(0.25, gt=0, le=5, description="Redis connect timeout.")
+    redis_socket_timeout_s: float = Field(0.25, gt=0, le=5, description="Redis command timeout.")
+    redis_cooldown_s: float = Field(
+        0.5, ge=0, le=60, description="After a Redis error, skip Redis this long (then retry)."
+    )
+    fail_mode: Literal["closed", "open"] = Field(
+        "closed",
+        description="Budget store down: 'closed' never intervenes, 'open' trusts the helper.",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; empty = no auth."
+    )
+    default_ttl_s: int = Field(3600, ge=1, le=30 * 86400, description="Session TTL (sliding).")
+    max_body_bytes: int = Field(65536, ge=256, description="Largest accepted request body.")
+    decision_log: str | None = Field(
+        None, description="JSONL path, 'redis-stream', or unset (no decision log)."
+    )
+    decision_stream: str = Field("decisions", description="Stream key (after the prefix).")
+    decision_stream_maxlen: int = Field(1_000_000, ge=1, description="Approximate stream cap.")
+    session_cache_size: int = Field(100_000, ge=0, description="Per-process session-info cache.")
+    log_level: str = Field("info", description="uvicorn log level.")
+    prometheus_multiproc_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "PROMETHEUS_MULTIPROC_DIR", "HELPSEEK_PROMETHEUS_MULTIPROC_DIR"
+        ),
+        description="Set (by __main__ when workers > 1) to aggregate metrics across workers.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value

@@ -1,0 +1,132 @@
+"""Shared fixtures: a real Redis (with a unique key prefix per test) and a small valid artifact.
+
+``redis_url``: the Redis on 127.0.0.1:6379 when it answers, else a redis-server started on a
+free port for the session. ``redis_prefix``: a unique key prefix; its keys are deleted after
+the test. ``artifact_dir``: a features artifact written with the real artifact writer, whose
+helper intervenes exactly when feature 0 is above its training mean (see
+``write_test_artifact``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from helpseek_core.artifact import write_artifact
+from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats
+
+DEFAULT_REDIS = ("127.0.0.1", 6379)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_answers(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    """Start a throwaway redis-server on loopback; wait until it answers."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed")
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(100):
+        if redis_answers("127.0.0.1", port):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"redis-server did not start on port {port}")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if redis_answers(*DEFAULT_REDIS):
+        yield f"redis://{DEFAULT_REDIS[0]}:{DEFAULT_REDIS[1]}/0"
+        return
+    port = free_port()
+    proc = start_redis_server(port, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"hstest:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def write_test_artifact(
+    directory: Path,
+    artifact_id: str = "test-v1",
+    dim: int = 4,
+    gain: float = 4.0,
+    extra_manifest: dict[str, Any] | None = None,
+) -> Path:
+    """A small valid features artifact: logit = gain * z0 (z0 = standardised feature 0).
+
+    So the helper intervenes iff feature 0 > its training mean (0 here) when ``gain > 0``,
+    never when ``gain`` is very negative... and the budget always gates the answer.
+    """
+    rng = np.random.default_rng(0)
+    stats = FeatureStats.fit(rng.normal(size=(512, dim)))
+    w0 = np.zeros((dim + 3, 2), np.float32)
+    w0[0, 0], w0[0, 1] = 1.0, -1.0
+    mlp = MLP(
+        (w0, np.array([[gain], [-gain]], np.float32)),
+        (np.zeros(2, np.float32), np.zeros(1, np.float32)),
+    )
+    manifest = {
+        "artifact_id": artifact_id,
+        "created_at": "2026-11-25T00:00:00Z",
+        "kind": "features",
+        "feature_schema": {"names": [f"f{i}" for i in range(dim)], "dim": dim},
+        "cmax": 5,
+        "horizon": 25,
+        "k": 1,
+        "cost": 1,
+        "helper": {"threshold": 0.5},
+        "target_intervention_rate": [0.0, 0.1, 0.15, 0.2, 0.2, 0.25],
+        **(extra_manifest or {}),
+    }
+    return write_artifact(
+        directory, manifest, {HELPER_FILE: {**mlp.to_arrays(), **stats.to_arrays()}}
+    )
+
+
+@pytest.fixture
+def artifact_dir(tmp_path: Path) -> Path:
+    return write_test_artifact(tmp_path / "artifact")
