@@ -1,0 +1,235 @@
+"""Phase I collection: ``helpseek collect`` -> a step-log directory (Parquet shards + manifest).
+
+One shard per task seed: ``episodes_per_seed`` rollouts of that seed, rollout j intervening
+at random with probability ``p_grid[j % len(p_grid)]``. A shard depends only on the config
+and its seed (episode RNGs come from :func:`training.envs.episode_rng`), so the rows are the
+same for any number of workers or either backend. Finished shards are skipped on re-runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from helpseek_core.types import STEP_LOG_SCHEMA_VERSION
+from training.config import DEFAULT_P_GRID, CollectConfig, parse_seeds
+from training.envs import EnvAdapter, episode_rng, episodes_to_steplog, make_env, run_episode
+from training.steplog_io import META_KEY, StepLogError, write_manifest, write_steplog
+
+__all__ = ["ShardTask", "add_arguments", "collect_shard", "from_args", "main", "plan_shards"]
+
+ShardTask = dict[str, Any]
+_ADAPTERS: dict[str, EnvAdapter] = {}  # per-process cache: building an adapter runs VI / imports
+
+
+def _fingerprint(cfg: CollectConfig) -> str:
+    keys = (
+        "env",
+        "episodes_per_seed",
+        "p_grid",
+        "k",
+        "cost",
+        "intervention_type",
+        "root_seed",
+        "record_text",
+    )
+    blob = json.dumps({k: cfg.to_dict()[k] for k in keys}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plan_shards(cfg: CollectConfig) -> list[ShardTask]:
+    """One task per seed, train pool first; episode ids are position x episodes_per_seed + j."""
+    fp = _fingerprint(cfg)
+    seeds = [("train", s) for s in cfg.train_seeds] + [("test", s) for s in cfg.test_seeds]
+    return [
+        {
+            "env": cfg.env, "split": split, "task_id": seed, "name": f"{split}-{seed:07d}.parquet",
+            "path": str(Path(cfg.out) / "shards" / f"{split}-{seed:07d}.parquet"),
+            "first_episode": i * cfg.episodes_per_seed, "episodes": cfg.episodes_per_seed,
+            "p_grid": list(cfg.p_grid), "k": cfg.k, "cost": cfg.cost,
+            "intervention_type": cfg.intervention_type, "root_seed": cfg.root_seed,
+            "record_text": cfg.record_text, "fingerprint": fp,
+        }
+        for i, (split, seed) in enumerate(seeds)
+    ]  # fmt: skip
+
+
+def _adapter(spec: str) -> EnvAdapter:
+    if spec not in _ADAPTERS:
+        _ADAPTERS[spec] = make_env(spec)
+    return _ADAPTERS[spec]
+
+
+def collect_shard(task: ShardTask) -> dict[str, Any]:
+    """Run one shard's rollouts and write its Parquet file; returns the shard's summary."""
+    adapter = _adapter(task["env"])
+    grid = task["p_grid"]
+    episodes = []
+    horizon = 0
+    for j in range(task["episodes"]):
+        rng, dyn = episode_rng(task["root_seed"], task["task_id"], j)
+        ep = run_episode(
+            adapter, task["task_id"], grid[j % len(grid)], rng=rng, k=task["k"],
+            cost=task["cost"], intervention_type=task["intervention_type"], dynamics_seed=dyn,
+            episode_id=task["first_episode"] + j, record_text=task["record_text"],
+        )  # fmt: skip
+        horizon = max(horizon, adapter.horizon)
+        episodes.append(ep)
+    log = episodes_to_steplog(episodes, len(adapter.feature_names))
+    summary = {
+        "name": task["name"], "split": task["split"], "task_id": task["task_id"],
+        "episodes": len(episodes), "rows": len(log), "horizon": horizon,
+        "successes": sum(e.success for e in episodes),
+        "interventions": sum(e.interventions for e in episodes),
+        "env_steps": sum(e.steps for e in episodes),
+    }  # fmt: skip
+    extra = {"fingerprint": task["fingerprint"], "shard": summary, "env": adapter.spec}
+    write_steplog(log, task["path"], adapter.feature_names, extra=extra)
+    return summary
+
+
+def _finished(task: ShardTask) -> dict[str, Any] | None:
+    """Return the summary of an already written shard of this config, else None."""
+    path = Path(task["path"])
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads((pq.read_schema(path).metadata or {})[META_KEY])
+    except Exception:  # unreadable or foreign: collect it again (the write is atomic)
+        return None
+    if meta.get("fingerprint") != task["fingerprint"]:
+        raise StepLogError(
+            f"{path}: shard was written by a different collection config; use a fresh --out"
+        )
+    return dict(meta["shard"])
+
+
+def _run_process(tasks: list[ShardTask], workers: int) -> Iterable[dict[str, Any]]:
+    if workers == 1:
+        yield from map(collect_shard, tasks)
+        return
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(collect_shard, t) for t in tasks]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def _run_ray(tasks: list[ShardTask], workers: int) -> Iterable[dict[str, Any]]:
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(collect_shard)
+        pending = [remote.remote(t) for t in tasks]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
+    """Collect every shard not yet on disk, then write the manifest; returns ``cfg.out``."""
+    out = Path(cfg.out)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    adapter = _adapter(cfg.env)  # validates the spec first; forked workers inherit the cache
+    tasks = plan_shards(cfg)
+    done = {t["name"]: s for t in tasks if (s := _finished(t)) is not None}
+    todo = [t for t in tasks if t["name"] not in done]
+    log(
+        f"collect {adapter.spec}: {len(tasks)} shards, {len(done)} already done, {len(todo)} to run"
+    )
+    t0 = time.perf_counter()
+    runner = _run_ray if cfg.backend == "ray" else _run_process
+    bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not cfg.progress)
+    for summary in runner(todo, min(cfg.workers, max(len(todo), 1))):
+        done[summary["name"]] = summary
+        bar.update(1)
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    shards = [done[t["name"]] for t in tasks]
+    counts: dict[str, Any] = {}
+    for split in ("train", "test"):
+        sub = [s for s in shards if s["split"] == split]
+        eps = sum(s["episodes"] for s in sub)
+        counts[split] = {
+            "episodes": eps,
+            "rows": sum(s["rows"] for s in sub),
+            "success_rate": sum(s["successes"] for s in sub) / eps if eps else None,
+            "interventions": sum(s["interventions"] for s in sub),
+        }
+    manifest = {
+        "schema_version": STEP_LOG_SCHEMA_VERSION,
+        "kind": "steplog",
+        "env": adapter.spec,
+        "agent": adapter.agent,
+        "expert": adapter.expert,
+        "k": cfg.k,
+        "cost": cfg.cost,
+        "intervention_type": cfg.intervention_type,
+        "horizon": max(s["horizon"] for s in shards),
+        "p_grid": list(cfg.p_grid),
+        "episodes_per_seed": cfg.episodes_per_seed,
+        "seeds": {"train": list(cfg.train_seeds), "test": list(cfg.test_seeds)},
+        "feature_names": list(adapter.feature_names),
+        "feature_dim": len(adapter.feature_names),
+        "has_text": cfg.record_text,
+        "shards": shards,
+        "counts": counts,
+        "fingerprint": _fingerprint(cfg),
+        "config": cfg.to_dict(),
+        "last_run": {"shards_run": len(todo), "seconds": round(elapsed, 3)},
+    }
+    write_manifest(out, manifest)
+    log(
+        f"wrote {out}: train {counts['train']['episodes']} episodes / {counts['train']['rows']} rows, "
+        f"test {counts['test']['episodes']} / {counts['test']['rows']} ({elapsed:.1f}s)"
+    )
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``helpseek collect``."""
+    d = CollectConfig.__dataclass_fields__
+    parser.add_argument("--env", required=True, help="env spec: preset, toy_text id or BabyAI id")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--train-seeds", default="0-49", help="train pool, e.g. 0-49 or 1,2,3")
+    parser.add_argument("--test-seeds", default="10000-10019", help="held-out pool")
+    parser.add_argument("--episodes-per-seed", type=int, default=d["episodes_per_seed"].default)
+    parser.add_argument(
+        "--p-grid", default=",".join(f"{p:g}" for p in DEFAULT_P_GRID),
+        help="random intervention probabilities, cycled over a seed's rollouts",
+    )  # fmt: skip
+    parser.add_argument("--k", type=int, default=1, help="expert steps per intervention")
+    parser.add_argument("--cost", type=int, default=1, help="budget units per intervention")
+    parser.add_argument("--intervention-type", type=int, default=0)
+    parser.add_argument("--root-seed", type=int, default=0)
+    parser.add_argument("--text", action="store_true", help="also store text renderings")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", choices=("process", "ray"), default="process")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def from_args(ns: argparse.Namespace) -> CollectConfig:
+    """Build the config from parsed ``helpseek collect`` arguments."""
+    return CollectConfig(
+        env=ns.env, out=ns.out, train_seeds=parse_seeds(ns.train_seeds),
+        test_seeds=parse_seeds(ns.test_seeds), episodes_per_seed=ns.episodes_per_seed,
+        p_grid=tuple(float(p) for p in ns.p_grid.split(",") if p.strip()), k=ns.k, cost=ns.cost,
+        intervention_type=ns.intervention_type, root_seed=ns.root_seed, record_text=ns.text,
+        workers=ns.workers, backend=ns.backend, progress=not ns.no_progress,
+    )  # fmt: skip

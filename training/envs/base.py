@@ -1,0 +1,125 @@
+"""The environment-adapter contract every Phase I environment implements.
+
+An adapter wraps one real environment (a gymnasium toy_text env or a minigrid BabyAI level)
+together with its *weak base agent* and its *expert*, so that the episode runner
+(:func:`training.envs.runner.run_episode`) can ask, at every decision point, "proceed with
+the weak agent, or let the expert act for k steps?" without knowing which environment it is.
+
+Errors raised here (the training side's environment errors)::
+
+    EnvSpecError (ValueError)     an --env spec that cannot be parsed or built
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "EnvAdapter",
+    "EnvSpecError",
+    "ExactArrays",
+    "StepResult",
+    "stable_key",
+]
+
+
+class EnvSpecError(ValueError):
+    """An environment spec cannot be parsed or built; the message names the spec and why."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Outcome of one environment step taken through an adapter."""
+
+    terminated: bool  # reached a terminal state (success or failure)
+    truncated: bool  # hit the step limit without terminating
+    success: bool  # the episode ended in success (only meaningful when terminated)
+
+
+def stable_key(*parts: object) -> int:
+    """Stable signed int64 hash (blake2b-8) of a tuple of ints, strings, bytes or arrays.
+
+    Equal inputs give equal keys in every process and Python version (no ``hash()``
+    randomisation), so keys written by one worker match keys written by another.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(str(p.dtype).encode() + str(p.shape).encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        elif isinstance(p, bytes):
+            h.update(p)
+        else:
+            h.update(repr(p).encode())
+        h.update(b"\x1f")
+    return int(struct.unpack("<q", h.digest())[0])
+
+
+@dataclass(frozen=True, eq=False)
+class ExactArrays:
+    """Exact model of a toy_text environment with its weak and expert policies.
+
+    S non-terminal states (index i <-> ``state_keys[i]``, the adapter's ``state_key``), A
+    primitive actions; two absorbing terminals, success and failure, are implicit: for every
+    (a, s) ``trans[a, s].sum() + succ[a, s] + fail[a, s] == 1``. Policies are stochastic
+    (rows sum to 1). Feed them to ``helpseek_core.exact.model_from_policies``.
+    """
+
+    state_keys: np.ndarray  # (S,) int64, ascending
+    trans: np.ndarray  # (A, S, S) float64   P(s' non-terminal | s, a)
+    succ: np.ndarray  # (A, S) float64   P(success terminal | s, a)
+    fail: np.ndarray  # (A, S) float64   P(failure terminal | s, a)
+    weak_policy: np.ndarray  # (S, A) float64   the base agent's action distribution
+    expert_policy: np.ndarray  # (S, A) float64   the expert's action distribution
+    start: np.ndarray  # (S,) float64   start-state distribution over all task seeds
+    horizon: int  # H, step limit of an episode
+
+
+@runtime_checkable
+class EnvAdapter(Protocol):
+    """One environment + weak agent + expert, stepped by the episode runner.
+
+    Call order: ``reset(seed)``, then repeatedly read ``state_key()/features()/text()``,
+    pick ``weak_action(rng)`` or ``expert_action()`` and ``step(action)`` until the result is
+    terminated or truncated. ``step`` must be given the action really executed, whoever chose
+    it, so the expert stays in sync and can take over at any step.
+    """
+
+    spec: str  # the canonical spec string that rebuilds this adapter with make_env
+    feature_names: list[str]  # names of features(), in order
+    horizon: int  # step limit H of the current episode (valid after reset)
+    agent: str  # name of the weak agent, e.g. "eps0.2", "wallblind"
+    expert: str  # name of the expert, e.g. "value-iteration", "babyai-bot"
+
+    def reset(self, seed: int, dynamics_seed: int | None = None) -> None:
+        """Start the task instance ``seed``; ``dynamics_seed`` seeds stochastic transitions."""
+        ...
+
+    def state_key(self) -> int:
+        """Stable int64 identity of the current (Markov) state."""
+        ...
+
+    def features(self) -> np.ndarray:
+        """(F,) float32 feature vector of the current state."""
+        ...
+
+    def text(self) -> str:
+        """Short text rendering of the current state for the LLM path."""
+        ...
+
+    def weak_action(self, rng: np.random.Generator) -> int:
+        """Return the base agent's action in the current state."""
+        ...
+
+    def expert_action(self) -> int:
+        """Return the expert's action in the current state."""
+        ...
+
+    def step(self, action: int) -> StepResult:
+        """Execute ``action``; the step limit ``horizon`` is enforced here."""
+        ...
