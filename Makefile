@@ -26,8 +26,9 @@ serve: install  ## serve an existing artifact (HELPSEEK_ARTIFACT) without traini
 train-default: install  ## (re)train the built-in default artifact
 	$(BIN)/helpseek train --default --out $(ARTIFACT)
 
-test: install  ## install, make sure a Redis answers on loopback, run the whole suite
+test: install  ## install, make sure Redis (and promtool/prometheus) are here, run the whole suite
 	bash scripts/ensure-redis.sh
+	bash scripts/ensure-prometheus.sh
 	$(BIN)/python -m pytest -x -q
 
 lint: install

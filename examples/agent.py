@@ -1,0 +1,167 @@
+"""An agent that asks a HelpSeek service, at every decision point, whether to call its expert.
+
+It plays episodes of a real environment (gymnasium's Taxi by default: a wall-blind navigator
+as the weak agent, value iteration as the expert) through the environment adapters of
+``training.envs``. At each decision point it sends the state's features to
+``/v1/should_intervene``; when the answer is "intervene" the expert acts for the artifact's k
+steps, otherwise the weak agent acts. The server keeps the episode's budget, so the agent
+never has to count. At the end it reports the outcome and prints a summary.
+
+    make run                                    # in another terminal: serve the default helper
+    python examples/agent.py --episodes 50 --budget 2
+    python examples/agent.py --url http://127.0.0.1:8000 --api-key KEY --json
+
+Needs the ``train`` extra (gymnasium) for the environment; the SDK itself is pure httpx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from helpseek_client import HelpSeekClient, HelpSeekClientError
+from training.envs import make_env
+from training.envs.runner import DecisionContext, episode_rng, run_episode
+
+__all__ = ["Summary", "main", "run_agent"]
+
+
+@dataclass
+class Summary:
+    """What the agent saw over all its episodes."""
+
+    env: str
+    model_version: str
+    budget: int
+    episodes: int = 0
+    successes: int = 0
+    decisions: int = 0  # answers received
+    interventions: int = 0  # "intervene" answers (each let the expert act)
+    refused_for_budget: int = 0  # answers with reason budget_exhausted
+    degraded: int = 0
+    novel: int = 0
+    max_interventions: int = 0  # most interventions in one episode
+    steps: int = 0
+    seconds: float = 0.0
+    per_episode: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float:
+        """Share of episodes that succeeded."""
+        return self.successes / self.episodes if self.episodes else 0.0
+
+
+def run_agent(
+    client: HelpSeekClient,
+    env: str,
+    *,
+    episodes: int,
+    budget: int,
+    seed: int = 1_000_000,
+    root_seed: int = 20_250_204,
+    keep_episodes: bool = False,
+) -> Summary:
+    """Play ``episodes`` episodes of ``env`` (task seeds ``seed``, ``seed + 1``, ...).
+
+    The defaults are the held-out task seeds and noise root of ``helpseek train``'s live
+    evaluation, so the success rate is comparable with the artifact's evaluation summary.
+
+    Every decision point asks the service; the request id is ``<session>-<t>``, so a retried
+    question is never charged twice.
+    """
+    model = client.model()
+    adapter = make_env(env)
+    names = model.raw.get("feature_names")
+    if names is not None and list(names) != list(adapter.feature_names):
+        raise SystemExit(
+            f"the service's model {model.model_version} expects features {names}, but {env} "
+            f"produces {adapter.feature_names}: pass the --env the artifact was trained on"
+        )
+    k, cost = model.k or 1, model.cost or 1
+    out = Summary(env=adapter.spec, model_version=model.model_version, budget=budget)
+    started = time.perf_counter()
+    for i in range(episodes):
+        task = seed + i
+        rng, dynamics = episode_rng(root_seed, task, 0)
+        session = client.start_session(
+            budget, horizon=model.horizon, metadata={"env": env, "task": task}
+        )
+        sid = session.session_id
+        seen = {"decisions": 0, "intervene": 0, "exhausted": 0, "degraded": 0, "novel": 0}
+
+        def decide(ctx: DecisionContext, sid: str = sid, seen: dict[str, int] = seen) -> bool:
+            answer = client.should_intervene(
+                sid,
+                step=ctx.t,
+                features=ctx.features,
+                steps_left=ctx.steps_left,
+                request_id=f"{sid}-{ctx.t}",
+            )
+            seen["decisions"] += 1
+            seen["intervene"] += answer.intervene
+            seen["exhausted"] += answer.reason == "budget_exhausted"
+            seen["degraded"] += answer.degraded
+            seen["novel"] += answer.novel
+            return answer.intervene
+
+        # budget=None: the runner asks at every decision point; the server enforces the budget
+        ep = run_episode(adapter, task, decide, rng=rng, k=k, cost=cost, budget=None,
+                         dynamics_seed=dynamics, episode_id=i)  # fmt: skip
+        client.report_outcome(sid, success=ep.success, steps=ep.steps)
+        out.episodes += 1
+        out.successes += ep.success
+        out.decisions += seen["decisions"]
+        out.interventions += ep.interventions
+        out.refused_for_budget += seen["exhausted"]
+        out.degraded += seen["degraded"]
+        out.novel += seen["novel"]
+        out.max_interventions = max(out.max_interventions, ep.interventions)
+        out.steps += ep.steps
+        if keep_episodes:
+            out.per_episode.append(
+                {"session_id": sid, "task": task, "success": ep.success, "steps": ep.steps,
+                 "interventions": ep.interventions, "decisions": seen["decisions"]}
+            )  # fmt: skip
+    out.seconds = time.perf_counter() - started
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: run the agent against a service and print what happened."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
+    p.add_argument("--api-key", default=None, help="X-API-Key, if the service has keys")
+    p.add_argument("--env", default="taxi", help="env spec the artifact was trained on")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--budget", type=int, default=2, help="interventions per episode")
+    p.add_argument("--seed", type=int, default=1_000_000, help="first task seed")
+    p.add_argument("--root-seed", type=int, default=20_250_204, help="root of the noise seeds")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--per-episode", action="store_true", help="include every episode (with --json)")
+    args = p.parse_args(argv)
+    try:
+        with HelpSeekClient(args.url, api_key=args.api_key) as client:
+            s = run_agent(client, args.env, episodes=args.episodes, budget=args.budget,
+                          seed=args.seed, root_seed=args.root_seed,
+                          keep_episodes=args.per_episode)  # fmt: skip
+    except HelpSeekClientError as exc:
+        print(f"agent: the service failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**asdict(s), "success_rate": s.success_rate}))
+        return 0
+    print(f"{s.episodes} episodes of {s.env} against model {s.model_version}, budget {s.budget}")
+    print(f"  success rate       {s.success_rate:.3f}")
+    print(f"  interventions      {s.interventions} ({s.interventions / max(s.episodes, 1):.2f} per "
+          f"episode, at most {s.max_interventions})")  # fmt: skip
+    print(f"  decisions asked    {s.decisions} ({s.decisions / max(s.seconds, 1e-9):.0f}/s)")
+    print(f"  budget refusals    {s.refused_for_budget}; degraded {s.degraded}; novel {s.novel}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Asynchronous HelpSeek client (httpx, asyncio); same calls and answers as the sync one.
+
+Example::
+
+    async with AsyncHelpSeekClient("http://127.0.0.1:8000") as hs:
+        session = await hs.start_session(budget=3)
+        answer = await hs.should_intervene(session.session_id, step=0, features=[0.1, 0.2])
+        await hs.report_outcome(session.session_id, success=True, steps=17)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
+
+import httpx
+
+from helpseek_client._calls import (
+    API_KEY_HEADER,
+    DEFAULT_TIMEOUT,
+    IDEMPOTENCY_HEADER,
+    Call,
+    RetryPolicy,
+    decision_call,
+    new_request_id,
+    parse,
+    transport_error,
+)
+from helpseek_client.models import Decision, ModelInfo, Session, SessionStatus
+
+__all__ = ["AsyncHelpSeekClient"]
+
+
+class AsyncHelpSeekClient:
+    """Non-blocking client for one HelpSeek service; share one per event loop.
+
+    Arguments as :class:`~helpseek_client.HelpSeekClient`; ``transport`` is an
+    :class:`httpx.AsyncBaseTransport`.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        hdrs = dict(headers or {})
+        if api_key is not None:
+            hdrs[API_KEY_HEADER] = api_key
+        self.retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers=hdrs, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _send(self, call: Call) -> Mapping[str, Any]:
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                response = await self._http.request(
+                    call.method, call.path, json=call.body, headers=dict(call.headers)
+                )
+            except httpx.TransportError as exc:
+                if not self.retry.should_retry_error(call, exc, tried):
+                    raise transport_error(call, exc, tried) from exc
+                await asyncio.sleep(self.retry.delay(tried - 1, self._rng))
+                continue
+            if self.retry.should_retry_status(call, response.status_code, tried):
+                after = response.headers.get("Retry-After")
+                await asyncio.sleep(self.retry.delay(tried - 1, self._rng, after))
+                continue
+            return parse(call, response)
+
+    async def start_session(
+        self,
+        budget: int,
+        *,
+        ttl_s: float | None = None,
+        horizon: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Open an episode with ``budget`` interventions; the server then owns the budget."""
+        body: dict[str, Any] = {"budget": int(budget)}
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
+        if horizon is not None:
+            body["horizon"] = int(horizon)
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        call = Call("POST", "/v1/sessions", body, {IDEMPOTENCY_HEADER: new_request_id()},
+                    expect=(200, 201))  # fmt: skip
+        return Session.from_json(await self._send(call))
+
+    async def should_intervene(
+        self,
+        session_id: str | None = None,
+        *,
+        step: int,
+        features: Iterable[float] | None = None,
+        text: str | None = None,
+        remaining_budget: int | None = None,
+        steps_left: int | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        """Ask whether to intervene now (see ``HelpSeekClient.should_intervene``)."""
+        call = decision_call(
+            session_id, step, features, text, remaining_budget, steps_left, request_id
+        )
+        return Decision.from_json(await self._send(call))
+
+    async def report_outcome(self, session_id: str, *, success: bool, steps: int) -> SessionStatus:
+        """Close the episode with its outcome (feeds metrics and the decision log)."""
+        call = Call(
+            "POST",
+            f"/v1/sessions/{session_id}/outcome",
+            {"success": bool(success), "steps": int(steps)},
+            {IDEMPOTENCY_HEADER: new_request_id()},
+            expect=(200, 201, 202),
+        )
+        return SessionStatus.from_json(await self._send(call), session_id)
+
+    async def session(self, session_id: str) -> SessionStatus:
+        """Return what the server knows about a session (budget left, outcome)."""
+        call = Call("GET", f"/v1/sessions/{session_id}", idempotent=True)
+        return SessionStatus.from_json(await self._send(call), session_id)
+
+    async def model(self) -> ModelInfo:
+        """Return the artifact being served."""
+        return ModelInfo.from_json(await self._send(Call("GET", "/v1/model", idempotent=True)))

@@ -1,0 +1,154 @@
+"""Synchronous HelpSeek client (httpx).
+
+Example::
+
+    with HelpSeekClient("http://127.0.0.1:8000", api_key="...") as hs:
+        session = hs.start_session(budget=3)
+        answer = hs.should_intervene(session.session_id, step=0, features=[0.1, 0.2])
+        hs.report_outcome(session.session_id, success=True, steps=17)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
+
+import httpx
+
+from helpseek_client._calls import (
+    API_KEY_HEADER,
+    DEFAULT_TIMEOUT,
+    IDEMPOTENCY_HEADER,
+    Call,
+    RetryPolicy,
+    decision_call,
+    new_request_id,
+    parse,
+    transport_error,
+)
+from helpseek_client.models import Decision, ModelInfo, Session, SessionStatus
+
+__all__ = ["HelpSeekClient"]
+
+
+class HelpSeekClient:
+    """Blocking client for one HelpSeek service; thread-safe, reuse one per process.
+
+    ``timeout`` is httpx's (seconds, or an :class:`httpx.Timeout`); ``retry`` says how failed
+    calls are retried (see :class:`RetryPolicy`). ``transport`` and ``headers`` are passed to
+    :class:`httpx.Client` (a proxy, custom TLS, or a test transport).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        hdrs = dict(headers or {})
+        if api_key is not None:
+            hdrs[API_KEY_HEADER] = api_key
+        self.retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+        self._http = httpx.Client(
+            base_url=base_url, timeout=timeout, headers=hdrs, transport=transport
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _send(self, call: Call) -> Mapping[str, Any]:
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                response = self._http.request(
+                    call.method, call.path, json=call.body, headers=dict(call.headers)
+                )
+            except httpx.TransportError as exc:
+                if not self.retry.should_retry_error(call, exc, tried):
+                    raise transport_error(call, exc, tried) from exc
+                time.sleep(self.retry.delay(tried - 1, self._rng))
+                continue
+            if self.retry.should_retry_status(call, response.status_code, tried):
+                time.sleep(
+                    self.retry.delay(tried - 1, self._rng, response.headers.get("Retry-After"))
+                )
+                continue
+            return parse(call, response)
+
+    def start_session(
+        self,
+        budget: int,
+        *,
+        ttl_s: float | None = None,
+        horizon: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Open an episode with ``budget`` interventions; the server then owns the budget."""
+        body: dict[str, Any] = {"budget": int(budget)}
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
+        if horizon is not None:
+            body["horizon"] = int(horizon)
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        call = Call("POST", "/v1/sessions", body, {IDEMPOTENCY_HEADER: new_request_id()},
+                    expect=(200, 201))  # fmt: skip
+        return Session.from_json(self._send(call))
+
+    def should_intervene(
+        self,
+        session_id: str | None = None,
+        *,
+        step: int,
+        features: Iterable[float] | None = None,
+        text: str | None = None,
+        remaining_budget: int | None = None,
+        steps_left: int | None = None,
+        request_id: str | None = None,
+    ) -> Decision:
+        """Ask whether to intervene now; an intervention answer has already been charged.
+
+        Give the state as ``features`` (numbers, in the artifact's order) or as ``text``.
+        Without ``session_id`` the call is stateless and ``remaining_budget`` is required.
+        Retries reuse one ``request_id``, so a retried call is never charged twice.
+        """
+        call = decision_call(
+            session_id, step, features, text, remaining_budget, steps_left, request_id
+        )
+        return Decision.from_json(self._send(call))
+
+    def report_outcome(self, session_id: str, *, success: bool, steps: int) -> SessionStatus:
+        """Close the episode with its outcome (feeds metrics and the decision log)."""
+        call = Call(
+            "POST",
+            f"/v1/sessions/{session_id}/outcome",
+            {"success": bool(success), "steps": int(steps)},
+            {IDEMPOTENCY_HEADER: new_request_id()},
+            expect=(200, 201, 202),
+        )
+        return SessionStatus.from_json(self._send(call), session_id)
+
+    def session(self, session_id: str) -> SessionStatus:
+        """Return what the server knows about a session (budget left, outcome)."""
+        call = Call("GET", f"/v1/sessions/{session_id}", idempotent=True)
+        return SessionStatus.from_json(self._send(call), session_id)
+
+    def model(self) -> ModelInfo:
+        """Return the artifact being served."""
+        return ModelInfo.from_json(self._send(Call("GET", "/v1/model", idempotent=True)))
