@@ -136,13 +136,15 @@ def test_raw_http_and_sdk_agree(svc: Proc, hs: HelpSeekClient) -> None:
 
 
 def test_the_documented_example_runs(svc: Proc, repo) -> None:
-    """docs/deployment.md's SDK example, executed as written (URL and key swapped in)."""
+    """The SDK example in README.md and docs/deployment.md, executed as written (URL and key swapped in)."""
     import re
 
-    text = (repo / "docs/deployment.md").read_text()
-    block = re.search(r"<!-- sdk-example.*?-->\n```python\n(.*?)```", text, re.S)
-    assert block, "the SDK example block is missing from docs/deployment.md"
-    code = block.group(1)
-    assert len(code.strip().splitlines()) <= 12
-    code = code.replace("http://127.0.0.1:8000", svc.url).replace("api_key=None", 'api_key="key-a"')
-    exec(compile(code, "docs/deployment.md", "exec"), {})
+    for doc in ("README.md", "docs/deployment.md"):
+        text = (repo / doc).read_text()
+        block = re.search(r"<!-- sdk-example.*?-->\n```python\n(.*?)```", text, re.S)
+        assert block, f"the SDK example block is missing from {doc}"
+        code = block.group(1)
+        assert len(code.strip().splitlines()) <= 12
+        code = code.replace("http://127.0.0.1:8000", svc.url)
+        code = code.replace("api_key=None", 'api_key="key-a"')
+        exec(compile(code, doc, "exec"), {})
