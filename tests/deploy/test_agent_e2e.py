@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from helpseek_client import HelpSeekClient
 from tests.deploy.deploy_harness import (
     REPO,
     Proc,
@@ -26,8 +28,6 @@ from tests.deploy.deploy_harness import (
     start_service,
     total,
 )
-
-from helpseek_client import HelpSeekClient
 
 BUDGET = 2
 EPISODES = 100

@@ -6,7 +6,6 @@ import asyncio
 
 import httpx
 import pytest
-from tests.deploy.deploy_harness import Proc, free_port
 
 from helpseek_client import (
     AsyncHelpSeekClient,
@@ -19,6 +18,7 @@ from helpseek_client import (
     TransportError,
     ValidationError,
 )
+from tests.deploy.deploy_harness import Proc, free_port
 
 UP, DOWN = [1.0, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0]  # the toy helper intervenes iff f0 > mean
 

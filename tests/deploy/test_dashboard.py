@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.deploy.deploy_harness import metric_names_in
 
 CONTRACT_METRICS = {

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpseek_client import AsyncHelpSeekClient, HelpSeekClient
 from tests.deploy.deploy_harness import (
     Proc,
     metric_names_in,
@@ -23,8 +25,6 @@ from tests.deploy.deploy_harness import (
     start_prometheus,
     total,
 )
-
-from helpseek_client import AsyncHelpSeekClient, HelpSeekClient
 
 VERSION = "toy-v1"
 UP, DOWN, NOVEL = [1.0, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [40.0, 0.0, 0.0, 0.0]
