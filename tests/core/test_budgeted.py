@@ -163,3 +163,36 @@ def test_budget_beyond_horizon_saturates(make_model):
     sol = solve_budgeted(model, 6)
     # with 4 steps at most 4 interventions help: c = 4, 5, 6 are worth the same
     assert np.allclose(sol.value0[:, 4:], sol.value0[:, [4]], atol=1e-12)
+
+
+def test_block_and_thread_extremes_agree(make_model):
+    # one block larger than S, more threads than blocks, and one state per block
+    model = make_model(21, 9, 7, k=2, cost=1, leaf_p=0.2, density=0.5)
+    ref = solve_budgeted(model, 4, threads=1)
+    for kw in ({"block_rows": 10**9, "threads": 3}, {"block_rows": 1, "threads": 2}):
+        sol = solve_budgeted(model, 4, **kw)
+        assert np.array_equal(sol.policy, ref.policy)
+        assert np.array_equal(sol.value0, ref.value0)
+        assert np.array_equal(sol.usage0, ref.usage0)
+
+
+def test_cost_above_budget_never_intervenes(make_model):
+    model = make_model(4, 3, 5, k=1, cost=2)
+    sol = solve_budgeted(model, 1)
+    assert not sol.policy.any()
+    assert np.all(sol.usage0 == 0)
+    never = np.zeros_like(sol.policy)
+    for c in range(2):
+        success, usage = evaluate_policy(model, never, c)
+        assert success == pytest.approx(sol.success[c], abs=1e-12)
+        assert usage == 0
+
+
+def test_usage_flag_leaves_values_and_policy_unchanged(make_model):
+    model = make_model(17, 6, 8, k=2, cost=1, leaf_p=0.25)
+    for dtype in (np.float64, np.float32):
+        full = solve_budgeted(model, 3, dtype=dtype)
+        lean = solve_budgeted(model, 3, dtype=dtype, with_usage=False)
+        assert np.array_equal(full.policy, lean.policy)
+        assert np.array_equal(full.value0, lean.value0)
+        assert np.isnan(lean.usage0).all() and not np.isnan(full.usage0).any()
