@@ -10,6 +10,7 @@ Public API::
     scorer.score(texts, actions=None) -> (B, 2)      scorer.decide_prob(texts, c, left) -> (B,)
     save_text_model(dir, scorer) -> {name: path}     load_text_model(dir, config=None)
     MicroBatcher(run_batch, max_batch=32, max_wait_s=0.002)
+    load_scorer(artifact) -> TextArtifactScorer     the service's seam for ``text`` artifacts
 """
 
 from helpseek_text.batching import BatcherStats, MicroBatcher
@@ -23,6 +24,7 @@ from helpseek_text.errors import (
     TextModelFormatError,
 )
 from helpseek_text.scorer import TextScorer, render_helper_text
+from helpseek_text.service_adapter import TextArtifactScorer, TextScored, load_scorer
 from helpseek_text.store import load_text_model, save_text_model
 from helpseek_text.train import (
     HeadConfig,
@@ -43,11 +45,14 @@ __all__ = [
     "ModelNotInstalledError",
     "PRMExamples",
     "TextInputError",
+    "TextArtifactScorer",
     "TextModelConfig",
     "TextModelError",
     "TextModelFormatError",
+    "TextScored",
     "TextScorer",
     "encoder_family",
+    "load_scorer",
     "load_text_model",
     "render_helper_text",
     "save_text_model",

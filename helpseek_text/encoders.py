@@ -13,6 +13,7 @@ file from a PyPI package, ``local_files_only=True`` is passed and ``HF_HUB_OFFLI
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -35,6 +36,7 @@ __all__ = [
     "build_encoder",
     "check_texts",
     "l2_normalise",
+    "load_smollm2_causal_lm",
     "load_smollm2_tokenizer",
     "tokenize",
 ]
@@ -153,25 +155,40 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list
     return [list(map(int, ids)) for ids in enc["input_ids"]]
 
 
+_CAUSAL_LMS: dict[str, Any] = {}
+_CAUSAL_LMS_LOCK = threading.Lock()
+
+
+def load_smollm2_causal_lm(config: TextModelConfig) -> Any:
+    """SmolLM2 as a transformers causal LM (float32, eval mode), loaded once per GGUF file.
+
+    Shared by the ``lm`` encoder (its decoder body) and the LLM agent of the BabyAI adapter
+    (its next-token head), so a process that uses both pays the ~15 s load once.
+    """
+    gguf = smollm2_gguf(config.model_path)
+    torch, transformers = _import_torch_transformers(SMOLLM2_PACKAGE)
+    with _CAUSAL_LMS_LOCK:
+        if str(gguf) not in _CAUSAL_LMS:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, local_files_only=True, dtype=torch.float32
+            )
+            model.eval()
+            _CAUSAL_LMS[str(gguf)] = model
+        return _CAUSAL_LMS[str(gguf)]
+
+
 class LMEncoder:
     """SmolLM2-135M-Instruct final hidden state of the last token (576-d), the ``lm`` backend."""
 
     family = "smollm2"
 
     def __init__(self, config: TextModelConfig) -> None:
-        gguf = smollm2_gguf(config.model_path)
-        self._torch, transformers = _import_torch_transformers(SMOLLM2_PACKAGE)
+        self._torch, _ = _import_torch_transformers(SMOLLM2_PACKAGE)
         if config.num_threads is not None:
             self._torch.set_num_threads(config.num_threads)
         self.config = config
         self.tokenizer = load_smollm2_tokenizer(config)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent),
-            gguf_file=gguf.name,
-            local_files_only=True,
-            dtype=self._torch.float32,
-        )
-        model.eval()
+        model = load_smollm2_causal_lm(config)
         self.body = model.model  # the decoder without the LM head: we need hidden states only
         self.dim = int(model.config.hidden_size)
         self.base_model = "SmolLM2-135M-Instruct (GGUF Q4_1)"

@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await log.aclose()
             await store.aclose()
+            await holder.aclose()
             if settings.prometheus_multiproc_dir is not None:
                 from prometheus_client import multiprocess
 

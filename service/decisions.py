@@ -56,6 +56,8 @@ def _check_state(body: DecisionRequest, scorer: Scorer) -> np.ndarray | None:
         raise FieldError(
             ["body", "state", "features"], f"this {scorer.kind} model takes state.text"
         )
+    if not st.text.strip():
+        raise FieldError(["body", "state", "text"], "must be a non-empty string")
     return None
 
 

@@ -4,7 +4,9 @@
 :class:`helpseek_core.helper.Helper` (numpy only). A ``text`` artifact is served by
 ``helpseek_text.load_scorer(artifact) -> Scorer``, imported lazily so the service never
 imports torch unless such an artifact is loaded. A scorer whose ``inline`` is False is run in
-the thread pool so a slow model never blocks the event loop.
+the thread pool so a slow model never blocks the event loop; a scorer that also has
+``async ascore(...)`` (the text scorer: micro-batched in its own worker thread) is awaited
+instead, and its ``aclose()`` is called when it is swapped out or the service stops.
 
 One call scores the state at a *range* of remaining budgets (one batched forward pass); the
 budget store then picks the entry for the budget the session really holds, atomically.
@@ -152,6 +154,12 @@ def target_intervention_rate(manifest: Mapping[str, Any]) -> float | None:
     return None
 
 
+async def _aclose(scorer: Scorer) -> None:
+    close = getattr(scorer, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def _load(path: Path) -> Scorer:
     return load_scorer(load_artifact(path))
 
@@ -179,7 +187,12 @@ class ModelHolder:
             target = path or self.path
             new = await run_in_threadpool(_load, target)
             old, self.scorer, self.path, self.loaded_at = self.scorer, new, target, time.time()
+            await _aclose(old)
             return old, new
+
+    async def aclose(self) -> None:
+        """Release the serving scorer's resources (the text scorer's batcher thread)."""
+        await _aclose(self.scorer)
 
     async def score(
         self, features: np.ndarray | None, text: str | None, budgets: np.ndarray, steps_left: int
@@ -188,4 +201,7 @@ class ModelHolder:
         scorer = self.scorer
         if scorer.inline:
             return scorer, scorer.score(features, text, budgets, steps_left)
+        ascore = getattr(scorer, "ascore", None)
+        if ascore is not None:  # batches concurrent requests in its own worker thread
+            return scorer, await ascore(features, text, budgets, steps_left)
         return scorer, await run_in_threadpool(scorer.score, features, text, budgets, steps_left)

@@ -11,6 +11,8 @@ all others go to ``gymnasium.make`` as keyword arguments::
     H=INT         step limit (toy_text; BabyAI sets it per seed, see ``limit``)
     limit=FLOAT   BabyAI: step limit = limit x the bot's own episode length + 2 (default 2)
     key=NAME      BabyAI state key: grid (default) | history
+    temp=FLOAT    BabyAI ``weak=llm`` (SmolLM2 picks actions, training/envs/llm_agent.py):
+                  sampling temperature (default 1; 0 = argmax)
 
 Values are parsed as bool (true/false), int, float, else kept as strings.
 """
@@ -33,7 +35,7 @@ PRESETS: dict[str, str] = {
     "synth": "BabyAI-Synth-v0",
     "bosslevel": "BabyAI-BossLevel-v0",
 }
-_ADAPTER_KEYS = {"weak", "eps", "H", "limit", "key"}
+_ADAPTER_KEYS = {"weak", "eps", "H", "limit", "key", "temp"}
 
 
 def _value(text: str) -> Any:
@@ -86,11 +88,20 @@ def make_env(spec: str) -> EnvAdapter:
     if env_id.startswith("BabyAI-"):
         from training.envs.babyai import BabyAIAdapter
 
-        unknown = set(opts) - {"weak", "eps", "limit", "key"}
+        unknown = set(opts) - {"weak", "eps", "limit", "key", "temp"}
         if unknown:
             raise EnvSpecError(
                 f"env spec {spec!r}: option(s) {sorted(unknown)} do not apply to BabyAI"
             )
+        if opts.get("weak") == "llm":
+            from training.envs.llm_agent import LLMBabyAIAdapter
+
+            return LLMBabyAIAdapter(
+                env_id, env_kw, temperature=float(opts.get("temp", 1.0)),
+                eps=float(opts["eps"]) if "eps" in opts else None,
+                limit=float(opts.get("limit", 2.0)), key=str(opts.get("key", "grid")),
+                spec=canonical,
+            )  # fmt: skip
         return BabyAIAdapter(
             env_id,
             env_kw,
