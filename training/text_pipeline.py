@@ -50,6 +50,7 @@ from training import collect as collect_stage
 from training.config import CollectConfig, parse_seeds
 from training.envs import EnvAdapter, make_env
 from training.evaluate import EvalConfig
+from training.helper_train import task_steps_left
 from training.steplog_io import read_steplog
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
     "evaluate_text",
     "from_args",
     "main",
-    "steps_left_per_row",
 ]
 
 
@@ -145,18 +145,6 @@ class MemoEncoder:
 
 def _say(msg: str) -> None:
     print(f"[helpseek train-text] {msg}", flush=True)
-
-
-def steps_left_per_row(log: StepLog, adapter: EnvAdapter) -> tuple[int, np.ndarray]:
-    """(model horizon, (N,) steps left per row) from each logged task's own step limit."""
-    tasks = np.unique(log.task_id)
-    limits = np.empty(tasks.shape[0], np.int64)
-    for i, task in enumerate(tasks):
-        adapter.reset(int(task))
-        limits[i] = adapter.horizon
-    per_row = limits[np.searchsorted(tasks, log.task_id)]
-    longest = int((log.t.astype(np.int64) + log.duration).max())
-    return max(int(limits.max()), longest), per_row - log.t.astype(np.int64)
 
 
 def calibration(probs: np.ndarray, outcomes: np.ndarray) -> dict[str, float]:
@@ -258,7 +246,7 @@ def main(cfg: TextTrainConfig) -> Path:
 
     # Phase II: tabular model with text-PRM leaves, exact budgeted DP
     adapter = make_env(cfg.env)
-    horizon, left = steps_left_per_row(log, adapter)
+    horizon, left = task_steps_left(log, adapter)
     keys = model_state_keys(log)
     leaves = TabularPRM.fit(log).score_keys(keys)
     uk, first = np.unique(log.state_key, return_index=True)
