@@ -45,7 +45,7 @@ bench-collect: install
 	$(BIN)/python bench/collect.py
 
 bench-service: install
-	bash scripts/ensure-redis.sh
+	bash scripts/ensure-redis.sh && bash scripts/ensure-wrk.sh
 	$(BIN)/python bench/service.py
 
 bench-text: install
