@@ -148,7 +148,8 @@ class TimingMiddleware:
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_duration.labels(route=label).observe(time.perf_counter() - t0)
+            m = self.metrics
+            m.child(m.request_duration, label).observe(time.perf_counter() - t0)
 
 
 class BodyLimitMiddleware:

@@ -27,10 +27,10 @@ class InstrumentedStore:
         try:
             return await coro
         except BudgetStoreUnavailableError:
-            self.metrics.store_errors.labels(op=op).inc()
+            self.metrics.child(self.metrics.store_errors, op).inc()
             raise
         finally:
-            self.metrics.store_duration.labels(op=op).observe(time.perf_counter() - t0)
+            self.metrics.child(self.metrics.store_duration, op).observe(time.perf_counter() - t0)
 
     async def create(
         self, key: SessionKey, budget: int, ttl_s: float, horizon: int | None = None,

@@ -23,6 +23,7 @@ aggregates the per-process files at scrape time; the gauges use ``livemax``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,6 +36,22 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class _Answer(Protocol):
+    """The fields of a decision response that the counters read."""
+
+    @property
+    def intervene(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def degraded(self) -> bool: ...
+    @property
+    def novel(self) -> bool: ...
+
 
 _FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -101,6 +118,29 @@ class Metrics:
         self.reloads = Counter(
             "helpseek_model_reloads_total", "Model reload attempts.", ["result"], registry=r
         )
+        # label-bound children of the per-request metrics, looked up once per label set
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached (labels() costs a lock and a dict walk per call)."""
+        key = (id(metric), *labels)
+        got = self._children.get(key)
+        if got is None:
+            got = self._children[key] = metric.labels(*labels)
+        return got
+
+    def count_decision(self, r: _Answer, asked: bool) -> None:
+        """Count one answered decision (decisions, granted, refused, degraded, novel)."""
+        v = r.model_version
+        self.child(self.decisions, "intervene" if r.intervene else "proceed", r.reason, v).inc()
+        if r.intervene:
+            self.child(self.granted, v).inc()
+        elif r.reason == "budget_exhausted" and asked:
+            self.child(self.refused, "budget").inc()
+        if r.degraded:
+            self.child(self.degraded, "open" if r.reason == "fail_open" else "closed").inc()
+        if r.novel:
+            self.child(self.novel, v).inc()
 
     def model_swapped(self, old: str | None, new: str, target_rate: float | None) -> None:
         """Point the model gauges at ``new`` (the old version reads 0)."""

@@ -26,7 +26,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from helpseek_core.artifact import Artifact, load_artifact
-from helpseek_core.errors import ArtifactSchemaError
+from helpseek_core.errors import ArtifactSchemaError, BudgetError, ShapeError
 from helpseek_core.helper import Helper
 
 __all__ = [
@@ -101,20 +101,37 @@ class FeaturesScorer:
     def score(
         self, features: np.ndarray | None, text: str | None, budgets: np.ndarray, steps_left: int
     ) -> Scored:
-        """One batched forward pass over the budgets; decisions by core ``decide``."""
+        """One batched forward pass over the budgets; decisions by core ``decide``.
+
+        Builds the same float32 input rows as core ``encode_inputs`` (the state's z-scores
+        once, then the budget columns) without repeating the state per budget, and computes
+        the state's z-scores once for both novelty outputs; tests pin the equality with
+        ``Helper.decide``.
+        """
         if features is None:
             raise ArtifactSchemaError("this model takes state.features, not state.text")
+        h, stats = self.helper, self.helper.stats
         f = np.asarray(features, np.float64).reshape(1, -1)
-        n = budgets.shape[0]
-        p = self.helper.probability(np.repeat(f, n, axis=0), budgets, np.full(n, steps_left))
+        dim = stats.mean.shape[0]
+        if f.shape[1] != dim:
+            raise ShapeError(f"features: expected length {dim}, got {f.shape[1]}")
+        c = np.asarray(budgets, np.float64).reshape(-1)
+        if np.any(c < 0):
+            raise BudgetError("remaining: budget must be >= 0")
+        n = c.shape[0]
+        x = np.empty((n, dim + 3), np.float32)
+        x[:, :dim] = stats.normalise(f)
+        x[:, dim] = c / max(h.cmax, 1)
+        x[:, dim + 1] = c >= h.cost
+        x[:, dim + 2] = np.float64(steps_left) / h.horizon
+        p = h.mlp.probability(x)
         asks = p >= self.threshold
-        # core ``decide`` (p >= threshold and c >= cost), vectorised over the budgets;
-        # tests pin the equality with Helper.decide.
+        # core ``decide`` (p >= threshold and c >= cost), vectorised over the budgets
         intervene = asks & (budgets >= self.cost)
-        stats = self.helper.stats
-        return Scored(
-            budgets, p, asks, intervene, bool(stats.is_novel(f)[0]), float(stats.score(f)[0])
-        )
+        score = stats.score(f)
+        outside = ((f < stats.low - stats.std) | (f > stats.high + stats.std)).any(axis=1)
+        novel = outside | (score > stats.threshold)  # core FeatureStats.is_novel
+        return Scored(budgets, p, asks, intervene, bool(novel[0]), float(score[0]))
 
 
 def load_scorer(artifact: Artifact) -> Scorer:
