@@ -93,18 +93,7 @@ async def decide_request(
         go = bool(scored.intervene[i])
         reason = "helper" if c >= scorer.cost else "budget_exhausted"
         return _outcome(
-            body,
-            tenant,
-            rid,
-            scorer,
-            scored,
-            c,
-            c - scorer.cost if go else c,
-            go,
-            reason,
-            False,
-            left,
-            False,
+            body, tenant, rid, scorer, scored, before=c, go=go, reason=reason, left=left
         )
 
     key = SessionKey(tenant, body.session_id)
@@ -136,19 +125,10 @@ async def decide_request(
         scorer, scored = await _score(svc, feats, body, grant.before, grant.before, left)
     reason = "helper" if grant.before >= scorer.cost else "budget_exhausted"
     return _outcome(
-        body,
-        tenant,
-        rid,
-        scorer,
-        scored,
-        grant.before,
-        grant.remaining,
-        grant.granted and grant.wanted,
-        reason,
-        False,
-        left,
-        grant.replayed,
-    )
+        body, tenant, rid, scorer, scored,
+        before=grant.before, after=grant.remaining, go=grant.granted and grant.wanted,
+        reason=reason, left=left, replayed=grant.replayed,
+    )  # fmt: skip
 
 
 async def _degraded(
@@ -173,22 +153,13 @@ async def _degraded(
     if svc.settings.fail_mode == "open":
         go = bool(scored.intervene[0])
         return _outcome(
-            body,
-            tenant,
-            rid,
-            scorer,
-            scored,
-            c,
-            c - scorer.cost if go else c,
-            go,
-            "fail_open",
-            True,
-            left,
-            False,
-        )
+            body, tenant, rid, scorer, scored,
+            before=c, go=go, reason="fail_open", left=left, degraded=True,
+        )  # fmt: skip
     return _outcome(
-        body, tenant, rid, scorer, scored, c, c, False, "fail_closed", True, left, False
-    )
+        body, tenant, rid, scorer, scored,
+        before=c, go=False, reason="fail_closed", left=left, degraded=True,
+    )  # fmt: skip
 
 
 def _outcome(
@@ -197,14 +168,18 @@ def _outcome(
     rid: str,
     scorer: Scorer,
     scored: Scored,
+    *,
     before: int,
-    after: int,
     go: bool,
     reason: Any,
-    degraded: bool,
     left: int,
-    replayed: bool,
+    after: int | None = None,
+    degraded: bool = False,
+    replayed: bool = False,
 ) -> Outcome:
+    """Build the answer; ``after`` defaults to ``before`` less the cost when intervening."""
+    if after is None:
+        after = before - scorer.cost if go else before
     i = scored.at(before)
     response = DecisionResponse(
         intervene=go,
