@@ -20,18 +20,22 @@ Training itself is ``training.mlp.fit_mlp`` (torch, CPU); the result is a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from helpseek_core.budgeted import folded_rewards, solve_budgeted
 from helpseek_core.errors import ShapeError
 from helpseek_core.helper import MLP, FeatureStats, Helper, encode_inputs
 from helpseek_core.labels import label_budgeted, label_lagrangian, labelable
-from helpseek_core.prm import MLPPRM, TabularPRM
+
+# Phase II moved to training.phase2 / helpseek_core.occupancy; re-exported here for callers
+# not yet updated (training/evaluate.py, tests/training/test_evaluate.py).
+from helpseek_core.occupancy import dp_intervention_rate as dp_intervention_rate
 from helpseek_core.types import BudgetedSolution, LagrangianSolution, StepLog, TabularModel
-from training.envs import EnvAdapter
+from training.phase2 import estimate as estimate
+from training.phase2 import oracle_for as oracle_for
+from training.phase2 import task_steps_left as task_steps_left
 
 __all__ = [
     "DecisionPoints",
@@ -39,15 +43,11 @@ __all__ = [
     "HelperRows",
     "budgeted_rows",
     "decision_points",
-    "dp_intervention_rate",
-    "estimate",
     "fit_helper",
     "lagrangian_rows",
     "load_helper_npz",
-    "oracle_for",
     "row_accuracy",
     "save_helper_npz",
-    "task_steps_left",
 ]
 
 
@@ -204,112 +204,6 @@ def row_accuracy(mlp: MLP, rows: HelperRows, threshold: float) -> dict[str, floa
         "positive_fraction": float(y.mean()),
         "rows": int(y.shape[0]),
     }
-
-
-# ---- Phase II: the models the labels and the oracle come from -------------------------------
-
-
-def estimate(
-    log: StepLog, prm: MLPPRM | None, horizon: int, k: int, cost: int, n_min: int = 1,
-    leaf: str = "prm",
-    timeout_failure: bool = False,
-) -> TabularModel:
-    """Estimate the tabular model from the log with PRM-valued leaves.
-
-    ``leaf``: 'prm' (the MLP PRM on the state's features; the shrunk tabular PRM for states
-    logged only as next states) or 'monte_carlo' (the log's success rates, core's default).
-    ``timeout_failure``: a time-out row ends in the failure terminal (per-task step limits
-    that one global horizon cannot express) instead of being an ordinary transition.
-    """
-    if timeout_failure:
-        log = replace(log, truncated=np.zeros(len(log), bool))
-    from helpseek_core.model import estimate_model, model_state_keys
-
-    leaves = None
-    if leaf == "prm" and prm is not None:
-        keys = model_state_keys(log)
-        leaves = TabularPRM.fit(log).score_keys(keys)
-        uk, first = np.unique(log.state_key, return_index=True)
-        pos = np.searchsorted(keys, uk)
-        leaves[pos] = prm.score(log.features[first])
-    elif leaf not in ("prm", "monte_carlo"):
-        raise ValueError(f"ModelConfig.leaf must be 'prm' or 'monte_carlo', got {leaf!r}")
-    return estimate_model(log, horizon=horizon, k=k, cost=cost, n_min=n_min, leaf_values=leaves)
-
-
-def dp_intervention_rate(model: TabularModel, solution: BudgetedSolution) -> np.ndarray:
-    """(C,) expected interventions per decision point for each starting budget c0 <= cmax.
-
-    A forward pass of the state-budget occupancy under the DP policy from the start
-    distribution: mass at (t, s, c) proceeds to t + 1 or intervenes to t + k with c - cost.
-    """
-    (p0, p1), _ = folded_rewards(model)
-    p0t, p1t = p0.T.tocsr(), p1.T.tocsr()
-    h, s_n, c_n = solution.policy.shape
-    k, cost = model.k, model.cost
-    ring = np.zeros((k + 1, s_n, c_n, c_n))  # [.., s, c0, c]
-    for c0 in range(c_n):
-        ring[0, :, c0, c0] = model.start
-    decisions = np.zeros(c_n)
-    interventions = np.zeros(c_n)
-    for t in range(h):
-        occ = ring[t % (k + 1)].copy()
-        ring[t % (k + 1)] = 0.0
-        if not occ.any():
-            continue
-        decisions += occ.sum(axis=(0, 2))
-        pol = solution.policy[t][:, None, :]  # (S, 1, C)
-        go = occ * pol
-        stay = occ - go
-        interventions += go.sum(axis=(0, 2))
-        if t + 1 < h:
-            ring[(t + 1) % (k + 1)] += (p0t @ stay.reshape(s_n, -1)).reshape(s_n, c_n, c_n)
-        if t + k < h and go.any():
-            moved = np.zeros_like(go)
-            moved[:, :, : c_n - cost] = go[:, :, cost:]
-            ring[(t + k) % (k + 1)] += (p1t @ moved.reshape(s_n, -1)).reshape(s_n, c_n, c_n)
-    return np.where(decisions > 0, interventions / np.maximum(decisions, 1e-12), 0.0)
-
-
-def oracle_for(
-    adapter: EnvAdapter,
-    k: int,
-    cost: int,
-    cmax: int,
-    estimated: tuple[TabularModel, BudgetedSolution] | None,
-) -> tuple[TabularModel | None, BudgetedSolution | None, str]:
-    """Build the DP oracle: the exact model where the adapter has one, else the estimated one."""
-    exact = getattr(adapter, "exact_arrays", None)
-    if callable(exact):
-        from helpseek_core.exact import model_from_policies
-
-        arr = exact()
-        model = model_from_policies(
-            arr.trans, arr.succ, arr.fail, arr.weak_policy, arr.expert_policy, arr.start,
-            horizon=arr.horizon, k=k, cost=cost, state_keys=arr.state_keys,
-        )  # fmt: skip
-        return model, solve_budgeted(model, cmax), "exact"
-    if estimated is not None:
-        model, _ = estimated
-        return model, solve_budgeted(model, cmax), "estimated"
-    return None, None, "none"
-
-
-def task_steps_left(log: StepLog, adapter: EnvAdapter) -> tuple[int, np.ndarray]:
-    """(model horizon, (N,) steps left per row): each task's own step limit minus t.
-
-    The step limit can differ per task (BabyAI: twice the bot's length on that seed), so it
-    is read from the adapter after resetting it to each logged task; the model horizon is the
-    largest limit (or the longest logged episode, if longer).
-    """
-    tasks = np.unique(log.task_id)
-    limits = np.empty(tasks.shape[0], np.int64)
-    for i, task in enumerate(tasks):
-        adapter.reset(int(task))
-        limits[i] = adapter.horizon
-    per_row = limits[np.searchsorted(tasks, log.task_id)]
-    longest = int((log.t.astype(np.int64) + log.duration).max())
-    return max(int(limits.max()), longest), per_row - log.t.astype(np.int64)
 
 
 def save_helper_npz(path: Path, mlp: MLP, stats: FeatureStats, budgets: list[int]) -> None:

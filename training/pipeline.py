@@ -36,6 +36,7 @@ from helpseek_core.artifact import load_artifact, write_artifact
 from helpseek_core.budgeted import solve_budgeted
 from helpseek_core.errors import SolverError
 from helpseek_core.helper import FeatureStats, Helper
+from helpseek_core.occupancy import dp_intervention_rate
 from helpseek_core.prm import MLPPRM, PRM_FILE
 from training import collect as collect_stage
 from training import prm as prm_stage
@@ -46,16 +47,13 @@ from training.helper_train import (
     HelperConfig,
     budgeted_rows,
     decision_points,
-    dp_intervention_rate,
-    estimate,
     fit_helper,
     lagrangian_rows,
-    oracle_for,
     row_accuracy,
     save_helper_npz,
-    task_steps_left,
 )
 from training.offline_rl import OFFLINE_RL_FILE, OfflineRLConfig, train_offline_rl
+from training.phase2 import estimate, oracle_for, task_steps_left
 from training.report import manifest_summary, write_report
 from training.steplog_io import read_steplog
 

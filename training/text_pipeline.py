@@ -50,7 +50,7 @@ from training import collect as collect_stage
 from training.config import CollectConfig, parse_seeds
 from training.envs import EnvAdapter, make_env
 from training.evaluate import EvalConfig
-from training.helper_train import task_steps_left
+from training.phase2 import task_steps_left
 from training.steplog_io import read_steplog
 
 __all__ = [
@@ -320,7 +320,7 @@ def evaluate_text(
     from helpseek_core.helper import Helper
     from helpseek_core.prm import MLPPRM
     from training.evaluate import PolicySet, evaluate, run_cell
-    from training.helper_train import oracle_for
+    from training.phase2 import oracle_for
     from training.report import cell_metrics, policy_metrics, write_report
 
     ev = replace(cfg.evaluation, progress=cfg.progress)
