@@ -7,9 +7,13 @@ For a finite horizon H, remaining budget c and the two actions of a :class:`Tabu
     V[t, s, c]  = max(Q0, Q1),    V[t >= H, s, c] = 0 for non-terminal s
 
 The success terminal is worth 1 and the failure terminal 0, so V is the probability of
-success within the horizon. An intervention that starts at t with t + k > H still collects
-``succ1`` (the model does not know when inside the macro action success happened); the
-non-terminal states it reaches are worth 0. A leaf pair (``leaf_mask[s, a]``) is not backed
+success within the horizon. An intervention that starts at t with t + k > H is cut by the
+horizon, as in a live episode: the expert acts for the j = H - t steps left, only success
+within those j steps counts (``succ1_steps[j - 1]``) and every state it reaches is worth 0::
+
+    Q1[t, s, c] = succ1_steps[H - t - 1, s]                    (t + k >= H, c >= cost)
+
+A leaf pair (``leaf_mask[s, a]``) is not backed
 up: its Q is ``leaf_value[s, a]`` at every t and c (a leaf intervention still needs
 c >= cost and counts one intervention). Ties go to proceed: intervene only if
 Q1 > Q0 + ``tie_tol``.
@@ -45,7 +49,7 @@ import scipy.sparse as sp
 from helpseek_core.errors import BudgetError, ShapeError
 from helpseek_core.types import BudgetedSolution, TabularModel
 
-__all__ = ["DEFAULT_TIE_TOL", "check_budget", "folded_rewards", "solve_budgeted"]
+__all__ = ["DEFAULT_TIE_TOL", "check_budget", "cut_rewards", "folded_rewards", "solve_budgeted"]
 
 DEFAULT_TIE_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-6}
 """Tie tolerance per dtype: intervene only when Q1 exceeds Q0 by more than this."""
@@ -87,6 +91,19 @@ def folded_rewards(
     return (mats[0], mats[1]), reward
 
 
+def cut_rewards(model: TabularModel, dtype: np.dtype | type = np.float64) -> np.ndarray:
+    """(k, S) reward of an intervention the horizon cuts after j = 1 .. k steps, leaves folded.
+
+    Row j - 1 is ``succ1_steps[j - 1]`` (success within the j steps the expert gets), or the
+    leaf value for a leaf intervention pair; row k - 1 equals the full macro action's reward.
+    Used by both solvers and the exact evaluator for interventions starting at t >= H - k.
+    """
+    steps = np.array(model.succ1_steps, dtype=np.float64)
+    leaf = np.asarray(model.leaf_mask, dtype=bool)[:, 1]
+    steps[:, leaf] = np.asarray(model.leaf_value, dtype=np.float64)[leaf, 1]
+    return steps.astype(dtype)
+
+
 def solve_budgeted(
     model: TabularModel,
     cmax: int,
@@ -121,6 +138,7 @@ def solve_budgeted(
     (p0, p1), reward = folded_rewards(model, dt)
     r0 = reward[0].astype(dt)
     r1 = reward[1].astype(dt)
+    r_cut = cut_rewards(model, dt)  # (k, S): rewards of interventions cut by the horizon
 
     policy = np.zeros((h, s_n, c_n), dtype=bool)
     values = np.zeros((h + 1, s_n, c_n), dtype=np.float64) if keep_values else None
@@ -144,11 +162,12 @@ def solve_budgeted(
         q0 = np.asarray(b0 @ ring_v[(t + 1) % (k + 1)])  # (b, C)
         q0 += r0[lo:hi, None]
         if can_intervene:
-            if t + k >= h:  # the intervention's next states fall past the horizon
+            if t + k >= h:  # cut by the horizon: h - t expert steps, next states worth 0
                 q1 = np.zeros((hi - lo, nc), dt)
+                q1 += r_cut[h - t - 1, lo:hi, None]
             else:
                 q1 = np.asarray(b1 @ ring_v[(t + k) % (k + 1)])[:, :nc]
-            q1 += r1[lo:hi, None]
+                q1 += r1[lo:hi, None]
             pol = policy[t, lo:hi, cost:]
             np.greater(q1 - q0[:, cost:], tol, out=pol)
             np.copyto(q0[:, cost:], q1, where=pol)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from helpseek_core.budgeted import check_budget, folded_rewards
+from helpseek_core.budgeted import check_budget, cut_rewards, folded_rewards
 from helpseek_core.errors import BudgetError, ProbabilityError, ShapeError
 from helpseek_core.types import TabularModel
 
@@ -119,10 +119,12 @@ def model_from_policies(
     p0, s0, f0 = _mix(mats, succ, fail, weak)
     e, es, ef = _mix(mats, succ, fail, expert)
     p1, s1, f1 = e, es.copy(), ef.copy()
+    steps = [s1]  # success within j = 1 .. k expert steps (for interventions the horizon cuts)
     for _ in range(int(k) - 1):  # T^k with absorbing terminals: mass leaves p1 into s1 / f1
         s1 = s1 + p1 @ es
         f1 = f1 + p1 @ ef
         p1 = sp.csr_matrix(p1 @ e)
+        steps.append(s1)
     keys = np.arange(n_s, dtype=np.int64) if state_keys is None else np.asarray(state_keys)
     return TabularModel(
         state_keys=keys,
@@ -133,6 +135,7 @@ def model_from_policies(
         horizon=int(horizon),
         k=int(k),
         cost=int(cost),
+        succ1_steps=np.stack(steps),
     )
 
 
@@ -145,8 +148,8 @@ def evaluate_policy(
     ``budget`` units at the start; an intervention the remaining budget cannot pay for is
     refused and the agent proceeds) or (H, S) bool (no budget state; ``budget`` ignored).
     A forward pass over the distribution of (s, c) per step, with the model's conventions:
-    an intervention takes k steps, one started at t with t + k > H keeps its immediate
-    success mass and loses the rest to the time-out; a leaf pair ends with its leaf value.
+    an intervention takes k steps, one started at t with t + k > H is cut by the horizon
+    (success within the H - t steps left, ``succ1_steps``); a leaf pair ends with its leaf value.
     """
     where = "evaluate_policy"
     pol = np.asarray(policy, dtype=bool)
@@ -165,6 +168,7 @@ def evaluate_policy(
     if pol.shape[:2] != (h, n_s):
         raise ShapeError(f"{where}: policy has shape {pol.shape}, expected (H={h}, S={n_s}, ...)")
     (p0, p1), reward = folded_rewards(model)
+    r_cut = cut_rewards(model)
     afford = np.arange(c_n) >= spend  # (C,)
     mass = np.zeros((h + k, n_s, c_n))
     mass[0, :, c0] = model.start
@@ -174,7 +178,8 @@ def evaluate_policy(
         act = pol[t] & afford[None, :]
         m1 = np.where(act, d, 0.0)
         m0 = d - m1
-        success += float(reward[0] @ m0.sum(axis=1) + reward[1] @ m1.sum(axis=1))
+        r1 = r_cut[h - t - 1] if t + k >= h else reward[1]
+        success += float(reward[0] @ m0.sum(axis=1) + r1 @ m1.sum(axis=1))
         usage += float(m1.sum())
         if t + 1 < h:
             mass[t + 1] += p0.T @ m0

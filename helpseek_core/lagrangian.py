@@ -6,6 +6,10 @@ For a penalty r >= 0 per intervention, over a finite horizon H::
     Q_r(t, s, 1) = succ1[s] - r + sum_s' P1[s, s'] V_r(t + k, s')
     V_r = max_a Q_r  (ties -> proceed: intervene only if Q_r(1) > Q_r(0) + tie_tol)
 
+An intervention starting at t with t + k >= H is cut by the horizon exactly as in
+:mod:`helpseek_core.budgeted`: its reward is ``succ1_steps[H - t - 1]`` and its next states
+are worth 0.
+
 No budget state: the budget is met only in expectation. Because Q_r is linear in the
 policy's success probability S and usage U, ``V_r = S - r U`` exactly, so the solver carries
 S and U (two columns per penalty) and evaluates many penalties in one pass.
@@ -24,7 +28,7 @@ import math
 
 import numpy as np
 
-from helpseek_core.budgeted import folded_rewards
+from helpseek_core.budgeted import cut_rewards, folded_rewards
 from helpseek_core.errors import BudgetError, SolverError
 from helpseek_core.types import LagrangianSolution, TabularModel
 
@@ -42,6 +46,7 @@ def _penalty_pass(
     Without ``keep_policy`` the policy array is empty (shape (0, S, R)).
     """
     (p0, p1), reward = folded_rewards(model)
+    r_cut = cut_rewards(model)
     s_n, h, k = model.n_states, int(model.horizon), int(model.k)
     n_r = rs.shape[0]
     # Slot t % (k+1) holds [success | usage] at step t, (S, 2R).
@@ -54,7 +59,7 @@ def _penalty_pass(
         y0 = np.asarray(p0 @ nxt0)
         y1 = np.asarray(p1 @ nxt1)
         y0[:, :n_r] += reward[0][:, None]
-        y1[:, :n_r] += reward[1][:, None]
+        y1[:, :n_r] += (r_cut[h - t - 1] if t + k >= h else reward[1])[:, None]
         y1[:, n_r:] += 1.0
         q0 = y0[:, :n_r] - rs * y0[:, n_r:]
         q1 = y1[:, :n_r] - rs * y1[:, n_r:]

@@ -6,7 +6,13 @@ states). Destinations:
 - a row with ``done & ~truncated`` ends in the success terminal if the episode succeeded,
   else in the failure terminal (its ``next_state_key`` is ignored);
 - every other row (including a time-out, ``truncated``) is an ordinary transition to
-  ``next_state_key``: the horizon, not the model, handles time-outs.
+  ``next_state_key``: the horizon, not the model, handles time-outs;
+- except an intervention that the step limit cut short (``truncated`` and ``duration < k``):
+  it is not a k-step macro action, so it is not counted (its state stays in the model).
+
+``succ1_steps[j - 1, s]`` (success within the first j expert steps, for interventions the
+horizon cuts) counts the intervene rows from s that ended in success after ``duration <= j``
+steps, over the same visits as ``succ[1]``.
 
 States are every ``state_key`` plus every ``next_state_key`` of a non-terminal row, sorted.
 A pair (s, a) seen fewer than ``n_min`` times (including states seen only as next states,
@@ -90,6 +96,9 @@ def estimate_model(
         )
     keys = model_state_keys(log)
     n_s = keys.shape[0]
+    cut = (log.action == 1) & log.truncated & ~_terminal_rows(log) & (log.duration < int(k))
+    if cut.any():
+        log = log.take(~cut)
     src = np.searchsorted(keys, log.state_key)
     action = log.action.astype(np.int64)
     terminal = _terminal_rows(log)
@@ -108,6 +117,8 @@ def estimate_model(
     succ = term[:, 0].reshape(2, n_s)
     fail = term[:, 1].reshape(2, n_s)
     counts = n_pair.reshape(2, n_s).T.astype(np.int64)  # (S, 2)
+    succ1_steps = _success_within(log, src, terminal, n_s, int(k), inv[n_s:])
+    succ1_steps[-1] = succ[1]
     leaf_mask = counts < int(n_min)
 
     if leaf_values is None:
@@ -141,7 +152,19 @@ def estimate_model(
         leaf_mask=leaf_mask,
         leaf_value=np.where(leaf_mask, value, 0.0),
         counts=counts,
+        succ1_steps=succ1_steps,
     )
+
+
+def _success_within(
+    log: StepLog, src: np.ndarray, terminal: np.ndarray, n_s: int, k: int, inv: np.ndarray
+) -> np.ndarray:
+    """(k, S): share of the intervene visits of s that reached success within j steps."""
+    won = (log.action == 1) & terminal & log.success
+    dur = np.clip(log.duration[won].astype(np.int64), 1, k)
+    hits = np.zeros((k, n_s))
+    np.add.at(hits, (dur - 1, src[won]), 1.0)
+    return np.cumsum(hits, axis=0) * inv[None, :]
 
 
 def _monte_carlo_leaves(

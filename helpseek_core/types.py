@@ -161,6 +161,14 @@ class TabularModel:
     is a macro action lasting ``k`` steps and costing ``cost`` budget units. A pair (s, a)
     with ``leaf_mask[s, a]`` set is not backed up: its Q-value is ``leaf_value[s, a]``
     (from a PRM; "score with PRMs" for rarely seen pairs).
+
+    An intervention started fewer than ``k`` steps before the horizon is cut there: the expert
+    acts for the j < k steps left and only success within those j steps counts.
+    ``succ1_steps[j - 1, s]`` is that probability (j = 1 .. k; its last row equals
+    ``succ[1]``). When it is not given, a cut intervention earns nothing (rows 0 .. k-2 are
+    zero: success is known only at the end of the macro action); builders that know more
+    (:func:`~helpseek_core.exact.model_from_policies`, :func:`~helpseek_core.model.estimate_model`)
+    fill it in.
     """
 
     state_keys: np.ndarray  # (S,) int64, sorted ascending: index -> key
@@ -174,6 +182,7 @@ class TabularModel:
     leaf_mask: np.ndarray | None = None  # (S, 2) bool   pairs valued by the PRM leaf
     leaf_value: np.ndarray | None = None  # (S, 2) float64   their value (success prob)
     counts: np.ndarray | None = None  # (S, 2) int64   visits per pair in the log
+    succ1_steps: np.ndarray | None = None  # (k, S) float64   P(success within j expert steps)
     tol: float = field(default=1e-6, repr=False)
 
     def __post_init__(self) -> None:
@@ -240,6 +249,23 @@ class TabularModel:
         if s and abs(start.sum() - 1.0) > self.tol:
             raise ProbabilityError(f"{where}: start sums to {start.sum():.6g}, not 1")
         object.__setattr__(self, "start", start)
+        k = int(self.k)
+        if self.succ1_steps is None:
+            steps = np.zeros((k, s))
+            steps[-1] = self.succ[1]
+        else:
+            steps = np.asarray(self.succ1_steps, dtype=np.float64)
+            if steps.shape != (k, s):
+                raise ShapeError(
+                    f"{where}: succ1_steps has shape {steps.shape}, expected (k={k}, {s})"
+                )
+            if not np.all(np.isfinite(steps)) or steps.min(initial=0) < -self.tol:
+                raise ProbabilityError(f"{where}: succ1_steps has NaN or negative entries")
+            if k > 1 and np.any(np.diff(steps, axis=0) < -self.tol):
+                raise ProbabilityError(f"{where}: succ1_steps must be non-decreasing in j")
+            if np.any(np.abs(steps[-1] - self.succ[1]) > self.tol):
+                raise ProbabilityError(f"{where}: succ1_steps[k-1] must equal succ[1]")
+        object.__setattr__(self, "succ1_steps", steps)
 
     @property
     def n_states(self) -> int:

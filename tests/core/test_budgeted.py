@@ -17,6 +17,17 @@ def dense(model: TabularModel) -> tuple[np.ndarray, np.ndarray]:
     return model.trans[0].toarray(), model.trans[1].toarray()
 
 
+def reward(model: TabularModel, a: int, t: int, s: int) -> float:
+    """Immediate success of (s, a) at step t: an intervention the horizon cuts gets its j steps.
+
+    (The macro-level semantics, used here for leaves and costs; the independent step-by-step
+    reference is tests/core/test_stepwise_reference.py.)
+    """
+    if a == 0:
+        return float(model.succ[0, s])
+    return float(model.succ1_steps[min(model.k, model.horizon - t) - 1, s])
+
+
 def brute_force_value(model: TabularModel, s: int, c: int) -> float:
     """Best success probability over every intervention schedule, by explicit recursion.
 
@@ -31,7 +42,7 @@ def brute_force_value(model: TabularModel, s: int, c: int) -> float:
         if model.leaf_mask[s, a]:
             return float(model.leaf_value[s, a])
         t2, c2 = (t + 1, c) if a == 0 else (t + k, c - cost)
-        total = float(model.succ[a, s])
+        total = reward(model, a, t, s)
         for s2 in np.flatnonzero(p[a][s]):
             total += p[a][s, s2] * best(t2, int(s2), c2)
         return total
@@ -59,7 +70,7 @@ def markov_policy_value(model: TabularModel, decide: dict, s: int, c: int) -> fl
         if model.leaf_mask[s, a]:
             return float(model.leaf_value[s, a])
         t2, c2 = (t + 1, c) if a == 0 else (t + k, c - cost)
-        return float(model.succ[a, s]) + sum(
+        return reward(model, a, t, s) + sum(
             p[a][s, s2] * value(t2, int(s2), c2) for s2 in np.flatnonzero(p[a][s])
         )
 

@@ -21,7 +21,8 @@ def brute_force_penalised(model: TabularModel, s: int, r: float) -> float:
         if model.leaf_mask[s, a]:
             return float(model.leaf_value[s, a]) - r * a
         t2 = t + 1 if a == 0 else t + k
-        total = float(model.succ[a, s]) - r * a
+        cut = model.succ1_steps[min(k, h - t) - 1, s]  # an intervention the horizon cuts
+        total = float(model.succ[0, s] if a == 0 else cut) - r * a
         for s2 in np.flatnonzero(p[a][s]):
             total += p[a][s, s2] * best(t2, int(s2))
         return total

@@ -9,13 +9,14 @@ from helpseek_core.model import align_keys, estimate_model, model_state_keys
 from helpseek_core.types import StepLog, TabularModel
 
 
-def make_log(rows: list[tuple]) -> StepLog:
+def make_log(rows: list[tuple], duration: list[int] | None = None) -> StepLog:
     """rows: (episode, t, state_key, action, next_key, done, truncated, success)."""
     ep, t, key, act, nxt, done, trunc, succ = (np.array(c) for c in zip(*rows, strict=True))
     n = len(rows)
     return StepLog(
         episode_id=ep, task_id=np.zeros(n), t=t, state_key=key, features=np.zeros((n, 2)),
-        action=act, intervention_type=np.zeros(n), cost=act, duration=np.ones(n),
+        action=act, intervention_type=np.zeros(n), cost=act,
+        duration=np.ones(n) if duration is None else np.array(duration),
         next_state_key=nxt, done=done, truncated=trunc, success=succ,
         behavior_p=np.full(n, 0.3),
     )  # fmt: skip
@@ -71,6 +72,26 @@ def test_counts_on_a_hand_built_log():
     # Monte-Carlo values: pair rate -> state rate -> next-state rate -> log mean
     assert model.leaf_value[0, 1] == pytest.approx(1 / 3)  # state 10 as a state: 1 win of 3
     assert model.leaf_value[2].tolist() == [0.0, 0.0]  # 30 as a next state: episode 1 lost
+
+
+def test_success_within_j_steps_and_cut_interventions():
+    """k = 3: success after 1, 2 or 3 expert steps; an intervention the step limit cut short."""
+    rows = [
+        (0, 0, 10, 1, 99, True, False, True),  # won on the expert's 1st step
+        (1, 0, 10, 1, 99, True, False, True),  # ... on its 3rd
+        (2, 0, 10, 1, 99, True, False, False),  # failure terminal on its 2nd
+        (3, 0, 10, 1, 20, False, False, False),  # a full 3-step macro to 20
+        (3, 3, 20, 0, 20, True, True, False),  # time-out after one weak step
+        (4, 0, 10, 0, 20, False, False, False),
+        (4, 1, 20, 1, 30, True, True, False),  # cut by H = 3 after 2 expert steps: not counted
+    ]
+    log = make_log(rows, duration=[1, 3, 2, 3, 1, 1, 2])
+    model = estimate_model(log, horizon=3, k=3, cost=1)
+    assert model.state_keys.tolist() == [10, 20, 30]  # 30 stays a (leaf) state
+    assert model.counts.tolist() == [[1, 4], [1, 0], [0, 0]]  # the cut row is not a visit
+    assert model.succ1_steps[:, 0].tolist() == pytest.approx([0.25, 0.25, 0.5])
+    assert model.succ[1, 0] == pytest.approx(0.5) and model.fail[1, 0] == pytest.approx(0.25)
+    assert model.trans[1].toarray()[0].tolist() == pytest.approx([0, 0.25, 0])
 
 
 def test_min_count_and_prm_leaf_values():
