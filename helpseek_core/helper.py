@@ -3,13 +3,23 @@
 The trainer (torch, in ``training``) fits an MLP on the DP labels and exports its layers to
 ``helper.npz``; this module runs it without torch, so the service needs numpy only.
 
-Input encoding (``encode_inputs``), shared by trainer and server so they can never disagree::
+Input encoding (``encode_inputs``), shared by trainer, evaluator and server so they can never
+disagree::
 
-    x = [ (features - mean) / std ,  c / cmax ,  1[c >= cost] ,  steps_left / horizon ]
+    x = [ clip((features - mean) / std, ±Z_MAX) ,  min(c, cmax) / cmax ,  1[c >= cost] ,
+          steps_left / horizon ]
 
-``c`` is not clipped to ``cmax``, so a helper can be asked about larger budgets than it was
-trained on (the generalisation check of the evaluation). The decision is
-``intervene = p >= threshold and c >= cost``.
+``c`` **is clipped to ``cmax``**: the helper is trained on budgets ``cost..cmax`` only (the
+artifact's ``budget_range``), and a budget above that would be an input it never saw — more
+budget could then mean worse decisions. A helper asked at ``c > cmax`` answers as at ``cmax``
+(:attr:`Scored.budget_clipped` says so; the service reports it as ``budget_clipped``). The
+z-scores are clipped to ``±Z_MAX`` so a huge (finite) feature yields a finite probability and
+novelty score (such a state is always *novel*). The decision is
+``intervene = p >= threshold and c >= cost`` (with the true, unclipped ``c``).
+
+:func:`score_states` is the one scoring function (encoding, normalisation, novelty, decide
+rule, vectorised over states and budgets); :meth:`Helper.probability`, :meth:`Helper.decide`
+and the service's features scorer all call it.
 """
 
 from __future__ import annotations
@@ -29,12 +39,16 @@ __all__ = [
     "Helper",
     "MLP",
     "Reason",
+    "Scored",
+    "Z_MAX",
     "decide",
     "encode_inputs",
+    "score_states",
 ]
 
 HELPER_FILE = "helper.npz"
 Reason = Literal["helper", "budget_exhausted"]
+Z_MAX = 1e6  # |z-score| cap: keeps float32 inputs and the novelty score finite
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,20 +137,31 @@ class FeatureStats:
         scores = stats.score(x)
         return FeatureStats(mean, std, stats.low, stats.high, float(np.quantile(scores, quantile)))
 
+    def zscores(self, features: np.ndarray) -> np.ndarray:
+        """(B, F) -> z-scores (B, F) float64, clipped to ``±Z_MAX``."""
+        z = (np.asarray(features, np.float64) - self.mean) / self.std
+        return np.clip(z, -Z_MAX, Z_MAX, out=z)
+
     def normalise(self, features: np.ndarray) -> np.ndarray:
-        """(B, F) -> z-scores (B, F) float32."""
-        return ((np.asarray(features, np.float64) - self.mean) / self.std).astype(np.float32)
+        """(B, F) -> z-scores (B, F) float32 (clipped to ``±Z_MAX``)."""
+        return self.zscores(features).astype(np.float32)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """(B, F) -> (B,) RMS z-score."""
-        z = (np.asarray(features, np.float64) - self.mean) / self.std
+        """(B, F) -> (B,) RMS of the (clipped) z-scores."""
+        return self._rms(self.zscores(features))
+
+    @staticmethod
+    def _rms(z: np.ndarray) -> np.ndarray:
         return np.sqrt(np.mean(z * z, axis=1)) if z.shape[1] else np.zeros(z.shape[0])
 
     def is_novel(self, features: np.ndarray) -> np.ndarray:
         """(B, F) -> (B,) bool: unlike the training data."""
         x = np.asarray(features, np.float64)
+        return self._novel(x, self.score(x))
+
+    def _novel(self, x: np.ndarray, score: np.ndarray) -> np.ndarray:
         outside = ((x < self.low - self.std) | (x > self.high + self.std)).any(axis=1)
-        return outside | (self.score(x) > self.threshold)
+        return outside | (score > self.threshold)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """For ``helper.npz``."""
@@ -163,6 +188,35 @@ class FeatureStats:
             raise ArtifactSchemaError(f"{where}: missing feature statistic {exc}") from exc
 
 
+def _check_batch(
+    stats: FeatureStats, features: np.ndarray, remaining: np.ndarray, steps_left: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    f = np.atleast_2d(np.asarray(features, np.float64))
+    c = np.asarray(remaining, np.float64)
+    left = np.asarray(steps_left, np.float64).reshape(-1)
+    if f.shape[1] != stats.mean.shape[0]:
+        raise ShapeError(f"features: expected length {stats.mean.shape[0]}, got {f.shape[1]}")
+    if not (f.shape[0] == c.shape[0] == left.shape[0]):
+        raise ShapeError("features, remaining and steps_left must have the same batch size")
+    if np.any(c < 0):
+        raise BudgetError("remaining: budget must be >= 0")
+    return f, c, left
+
+
+def _encode(
+    z: np.ndarray, c: np.ndarray, left: np.ndarray, cmax: int, horizon: int, cost: int
+) -> np.ndarray:
+    """(B, F) z-scores, (B, n) budgets, (B,) steps left -> (B, n, F + 3) float32 rows."""
+    b, n = c.shape
+    dim = z.shape[1]
+    x = np.empty((b, n, dim + 3), np.float32)
+    x[:, :, :dim] = z[:, None, :]
+    x[:, :, dim] = np.minimum(c, cmax) / max(cmax, 1)
+    x[:, :, dim + 1] = c >= cost
+    x[:, :, dim + 2] = (left / horizon)[:, None]
+    return x
+
+
 def encode_inputs(
     stats: FeatureStats,
     features: np.ndarray,
@@ -172,18 +226,76 @@ def encode_inputs(
     horizon: int,
     cost: int,
 ) -> np.ndarray:
-    """Build the helper's input rows (see the module docstring). Shapes: (B, F), (B,), (B,)."""
-    f = np.atleast_2d(np.asarray(features, np.float64))
-    c = np.asarray(remaining, np.float64).reshape(-1)
+    """Build the helper's input rows (see the module docstring). Shapes: (B, F), (B,), (B,).
+
+    ``remaining`` above ``cmax`` is encoded as ``cmax`` (the trained budget range).
+    """
+    f, c, left = _check_batch(stats, features, np.asarray(remaining).reshape(-1), steps_left)
+    return _encode(stats.zscores(f), c.reshape(-1, 1), left, cmax, horizon, cost)[:, 0, :]
+
+
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """One state scored at remaining budgets ``budgets`` (what the service answers from).
+
+    From :func:`score_states` with a batch of states every field gains a leading (B,) axis:
+    ``budgets`` … ``budget_clipped`` are (B, n) and ``novel``/``novelty_score`` (B,) arrays.
+    """
+
+    budgets: np.ndarray  # (n,) int   remaining budgets asked about
+    probability: np.ndarray  # (n,) float   P(intervening is optimal)
+    asks: np.ndarray  # (n,) bool   probability >= threshold
+    intervene: np.ndarray  # (n,) bool   asks and the budget covers the cost (``decide``)
+    budget_clipped: np.ndarray  # (n,) bool   budget above cmax, scored as cmax
+    novel: bool
+    novelty_score: float
+
+    def at(self, remaining: int) -> int:
+        """Row index of ``remaining`` in a window of consecutive budgets (caller ensures it)."""
+        return int(remaining - int(self.budgets[0]))
+
+
+def score_states(
+    mlp: MLP,
+    stats: FeatureStats,
+    features: np.ndarray,
+    budgets: np.ndarray,
+    steps_left: np.ndarray | int,
+    *,
+    cmax: int,
+    horizon: int,
+    cost: int,
+    threshold: float,
+) -> Scored:
+    """Score states at remaining budgets: the one helper scoring function.
+
+    ``features`` (F,) with ``budgets`` (n,) and a scalar ``steps_left`` gives one state's
+    :class:`Scored`; ``features`` (B, F) with ``budgets`` (B, n) (or (n,), shared) and
+    ``steps_left`` (B,) gives the batch form. One forward pass over all B * n rows; the
+    state's z-scores are computed once for the inputs and the novelty score.
+    """
+    single = np.ndim(features) == 1
+    f = np.asarray(features, np.float64).reshape(1, -1) if single else features
+    rows = np.shape(f)[0]
+    b = np.asarray(budgets)
+    c2 = np.broadcast_to(b, (rows, b.shape[0])) if b.ndim == 1 else b
     left = np.asarray(steps_left, np.float64).reshape(-1)
-    if f.shape[1] != stats.mean.shape[0]:
-        raise ShapeError(f"features: expected length {stats.mean.shape[0]}, got {f.shape[1]}")
-    if not (f.shape[0] == c.shape[0] == left.shape[0]):
-        raise ShapeError("features, remaining and steps_left must have the same batch size")
-    if np.any(c < 0):
-        raise BudgetError("remaining: budget must be >= 0")
-    extra = np.stack([c / max(cmax, 1), (c >= cost).astype(np.float64), left / horizon], axis=1)
-    return np.concatenate([stats.normalise(f), extra.astype(np.float32)], axis=1)
+    if left.shape[0] == 1 and rows != 1:
+        left = np.broadcast_to(left, (rows,))
+    f, c, left = _check_batch(stats, f, c2, left)
+    z = stats.zscores(f)
+    x = _encode(z, c, left, cmax, horizon, cost)
+    p = mlp.probability(x.reshape(-1, x.shape[2])).reshape(c.shape)
+    asks = p >= threshold
+    intervene = asks & (c >= cost)  # ``decide``, vectorised
+    clipped = c > cmax
+    score = FeatureStats._rms(z)
+    novel = stats._novel(f, score)
+    ci = c2.astype(np.int64)
+    if single:
+        return Scored(ci[0], p[0], asks[0], intervene[0], clipped[0], bool(novel[0]),
+                      float(score[0]))  # fmt: skip
+    return Scored(ci, p, asks, intervene, clipped, novel, score)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -195,6 +307,7 @@ class Decision:
     reason: Reason
     novel: bool
     novelty_score: float
+    budget_clipped: bool = False  # remaining > cmax: answered as at cmax
 
 
 def decide(probability: float, threshold: float, remaining: int, cost: int) -> tuple[bool, Reason]:
@@ -237,24 +350,40 @@ class Helper:
         threshold = float(m.get("helper", {}).get("threshold", 0.5))
         return Helper(mlp, stats, int(m["cmax"]), int(m["horizon"]), int(m["cost"]), threshold)
 
+    @property
+    def budget_range(self) -> tuple[int, int]:
+        """Remaining budgets the helper was trained on (``cost..cmax``); above: clipped."""
+        return (self.cost, self.cmax)
+
+    def score(
+        self, features: np.ndarray, budgets: np.ndarray, steps_left: np.ndarray | int
+    ) -> Scored:
+        """:func:`score_states` with this helper's constants."""
+        return score_states(
+            self.mlp, self.stats, features, budgets, steps_left,
+            cmax=self.cmax, horizon=self.horizon, cost=self.cost, threshold=self.threshold,
+        )  # fmt: skip
+
     def probability(
         self, features: np.ndarray, remaining: np.ndarray, steps_left: np.ndarray
     ) -> np.ndarray:
         """Batch: (B, F), (B,), (B,) -> (B,) P(intervene is optimal)."""
-        x = encode_inputs(
-            self.stats, features, remaining, steps_left, self.cmax, self.horizon, self.cost
-        )
-        return self.mlp.probability(x)
+        f = np.atleast_2d(np.asarray(features, np.float64))
+        c = np.asarray(remaining).reshape(-1, 1)
+        left = np.asarray(steps_left).reshape(-1)
+        if not (f.shape[0] == c.shape[0] == left.shape[0]):
+            raise ShapeError("features, remaining and steps_left must have the same batch size")
+        return np.asarray(self.score(f, c, left).probability)[:, 0]
 
     def decide(self, features: np.ndarray, remaining: int, steps_left: int) -> Decision:
         """One state -> Decision (intervene only if the budget covers the cost)."""
-        f = np.asarray(features, np.float64).reshape(1, -1)
-        p = float(self.probability(f, np.array([remaining]), np.array([steps_left]))[0])
-        intervene, reason = decide(p, self.threshold, remaining, self.cost)
+        s = self.score(np.asarray(features, np.float64).reshape(-1), np.array([remaining]),
+                       steps_left)  # fmt: skip
         return Decision(
-            intervene=intervene,
-            probability=p,
-            reason=reason,
-            novel=bool(self.stats.is_novel(f)[0]),
-            novelty_score=float(self.stats.score(f)[0]),
+            intervene=bool(s.intervene[0]),
+            probability=float(s.probability[0]),
+            reason="helper" if remaining >= self.cost else "budget_exhausted",
+            novel=s.novel,
+            novelty_score=s.novelty_score,
+            budget_clipped=bool(s.budget_clipped[0]),
         )

@@ -3,8 +3,8 @@
 The service (``service.model_holder``) imports this lazily — only when the artifact's manifest
 says ``kind: "text"`` — and gets back an object that satisfies its ``Scorer`` protocol:
 
-- ``score(features, text, budgets, steps_left) -> Scored`` (synchronous; one batched forward
-  pass over the budgets), and
+- ``score(features, text, budgets, steps_left) -> Scored`` (core's record; synchronous, one
+  batched forward pass over the budgets), and
 - ``ascore(...)`` (the same, awaited): every (text, budget) row is submitted to a
   :class:`~helpseek_text.batching.MicroBatcher`, which runs the forward pass in its own worker
   thread and merges the rows of concurrent requests (other sessions) into one batch. The event
@@ -21,13 +21,13 @@ import asyncio
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from helpseek_core.artifact import Artifact
 from helpseek_core.errors import ArtifactSchemaError
+from helpseek_core.helper import Scored
 from helpseek_text.batching import MicroBatcher
 from helpseek_text.config import TextModelConfig
 from helpseek_text.encoders import Encoder, build_encoder
@@ -42,23 +42,7 @@ Row = tuple[str, int, int]  # (state text, remaining budget, steps left)
 RowResult = tuple[float, bool, float]  # (probability, novel, novelty score)
 
 
-@dataclass(frozen=True, eq=False)
-class TextScored:
-    """A text state scored at remaining budgets ``budgets``.
-
-    The fields of the service's ``Scored`` (this package does not import the service).
-    """
-
-    budgets: np.ndarray  # (n,) int   remaining budgets lo..hi
-    probability: np.ndarray  # (n,) float   P(intervening is optimal)
-    asks: np.ndarray  # (n,) bool   probability >= threshold
-    intervene: np.ndarray  # (n,) bool   asks and the budget covers the cost
-    novel: bool
-    novelty_score: float
-
-    def at(self, remaining: int) -> int:
-        """Row index of ``remaining`` (the caller ensures it was scored)."""
-        return int(remaining - int(self.budgets[0]))
+TextScored = Scored  # the name this package exported before ``Scored`` moved to core
 
 
 _ENCODERS: dict[str, Encoder] = {}
@@ -123,24 +107,26 @@ class TextArtifactScorer:
             raise TextInputError("state.text must be a non-empty string")
         return [(text, int(c), int(steps_left)) for c in np.asarray(budgets).reshape(-1)]
 
-    def _scored(self, budgets: np.ndarray, results: list[RowResult]) -> TextScored:
+    def _scored(self, budgets: np.ndarray, results: list[RowResult]) -> Scored:
         b = np.asarray(budgets, np.int64).reshape(-1)
         p = np.array([r[0] for r in results], np.float64)
         asks = p >= self.threshold
         # novelty of the state as asked at the highest budget of the window (the one the
         # session normally holds); the budget line changes the text only slightly
         _, novel, score = results[-1]
-        return TextScored(b, p, asks, asks & (b >= self.cost), bool(novel), float(score))
+        return Scored(
+            b, p, asks, asks & (b >= self.cost), b > self.cmax, bool(novel), float(score)
+        )
 
     def score(
         self, features: np.ndarray | None, text: str | None, budgets: np.ndarray, steps_left: int
-    ) -> TextScored:
+    ) -> Scored:
         """Score one text state at each remaining budget (synchronous; blocks for the pass)."""
         return self._scored(budgets, self.run_rows(self._rows(text, budgets, steps_left)))
 
     async def ascore(
         self, features: np.ndarray | None, text: str | None, budgets: np.ndarray, steps_left: int
-    ) -> TextScored:
+    ) -> Scored:
         """Like :meth:`score`, off the event loop through the micro-batcher."""
         rows = self._rows(text, budgets, steps_left)
         batcher = self._batcher_here()

@@ -1,9 +1,11 @@
 """The model the service answers with: a ``Scorer`` behind a holder that hot-swaps it.
 
-``Scorer`` is the seam between HTTP and inference. The ``features`` implementation wraps
-:class:`helpseek_core.helper.Helper` (numpy only). A ``text`` artifact is served by
-``helpseek_text.load_scorer(artifact) -> Scorer``, imported lazily so the service never
-imports torch unless such an artifact is loaded. A scorer whose ``inline`` is False is run in
+``Scorer`` is the seam between HTTP and inference; it returns core's
+:class:`helpseek_core.helper.Scored`. The artifact's ``kind`` picks the scorer through a small
+registry (:data:`SCORERS`, extended with :func:`register_scorer`): ``features`` wraps
+:class:`helpseek_core.helper.Helper` (numpy only); ``text`` is
+``helpseek_text.service_adapter:load_scorer``, imported only when such an artifact is loaded,
+so the service never imports torch otherwise. A scorer whose ``inline`` is False is run in
 the thread pool so a slow model never blocks the event loop; a scorer that also has
 ``async ascore(...)`` (the text scorer: micro-batched in its own worker thread) is awaited
 instead, and its ``aclose()`` is called when it is swapped out or the service stops.
@@ -17,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,35 +27,21 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from helpseek_core.artifact import Artifact, load_artifact
-from helpseek_core.errors import ArtifactSchemaError, BudgetError, ShapeError
-from helpseek_core.helper import Helper
+from helpseek_core.errors import ArtifactSchemaError
+from helpseek_core.helper import Helper, Scored
 
 __all__ = [
+    "SCORERS",
     "FeaturesScorer",
     "ModelHolder",
     "Scored",
     "Scorer",
     "load_scorer",
+    "register_scorer",
     "target_intervention_rate",
 ]
 
 _INLINE_MAX_PARAMS = 200_000  # above this a forward pass goes to the thread pool
-
-
-@dataclass(frozen=True, eq=False)
-class Scored:
-    """A state scored at remaining budgets ``budgets``."""
-
-    budgets: np.ndarray  # (n,) int   remaining budgets lo..hi
-    probability: np.ndarray  # (n,) float   P(intervening is optimal)
-    asks: np.ndarray  # (n,) bool   probability >= threshold
-    intervene: np.ndarray  # (n,) bool   asks and the budget covers the cost (core ``decide``)
-    novel: bool
-    novelty_score: float
-
-    def at(self, remaining: int) -> int:
-        """Row index of ``remaining`` (caller ensures it was scored)."""
-        return int(remaining - int(self.budgets[0]))
 
 
 @runtime_checkable
@@ -101,62 +88,46 @@ class FeaturesScorer:
     def score(
         self, features: np.ndarray | None, text: str | None, budgets: np.ndarray, steps_left: int
     ) -> Scored:
-        """One batched forward pass over the budgets; decisions by core ``decide``.
-
-        Builds the same float32 input rows as core ``encode_inputs`` (the state's z-scores
-        once, then the budget columns) without repeating the state per budget, and computes
-        the state's z-scores once for both novelty outputs; tests pin the equality with
-        ``Helper.decide``.
-        """
+        """Core :func:`~helpseek_core.helper.score_states` over the budgets (one forward pass)."""
         if features is None:
             raise ArtifactSchemaError("this model takes state.features, not state.text")
-        h, stats = self.helper, self.helper.stats
-        f = np.asarray(features, np.float64).reshape(1, -1)
-        dim = stats.mean.shape[0]
-        if f.shape[1] != dim:
-            raise ShapeError(f"features: expected length {dim}, got {f.shape[1]}")
-        c = np.asarray(budgets, np.float64).reshape(-1)
-        if np.any(c < 0):
-            raise BudgetError("remaining: budget must be >= 0")
-        n = c.shape[0]
-        x = np.empty((n, dim + 3), np.float32)
-        x[:, :dim] = stats.normalise(f)
-        x[:, dim] = c / max(h.cmax, 1)
-        x[:, dim + 1] = c >= h.cost
-        x[:, dim + 2] = np.float64(steps_left) / h.horizon
-        p = h.mlp.probability(x)
-        asks = p >= self.threshold
-        # core ``decide`` (p >= threshold and c >= cost), vectorised over the budgets
-        intervene = asks & (budgets >= self.cost)
-        score = stats.score(f)
-        outside = ((f < stats.low - stats.std) | (f > stats.high + stats.std)).any(axis=1)
-        novel = outside | (score > stats.threshold)  # core FeatureStats.is_novel
-        return Scored(budgets, p, asks, intervene, bool(novel[0]), float(score[0]))
+        return self.helper.score(features, budgets, steps_left)
+
+
+ScorerFactory = Callable[[Artifact], Scorer]
+# kind -> factory, or "module:function" imported on first use (keeps torch out of the service)
+SCORERS: dict[str, ScorerFactory | str] = {
+    "features": FeaturesScorer,
+    "text": "helpseek_text.service_adapter:load_scorer",
+}
+
+
+def register_scorer(kind: str, factory: ScorerFactory | str) -> None:
+    """Serve artifacts of ``kind`` with ``factory(artifact) -> Scorer`` (or "module:function")."""
+    SCORERS[kind] = factory
+
+
+def _factory(kind: str, where: Path) -> ScorerFactory:
+    entry = SCORERS.get(kind)
+    if entry is None:
+        raise ArtifactSchemaError(f"{where / 'manifest.json'}: unknown kind {kind!r}")
+    if not isinstance(entry, str):
+        return entry
+    module_name, _, attr = entry.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ArtifactSchemaError(f"{where}: a {kind} artifact needs {entry} ({exc})") from exc
+    SCORERS[kind] = factory
+    return factory  # type: ignore[no-any-return]
 
 
 def load_scorer(artifact: Artifact) -> Scorer:
-    """Build the scorer for an artifact's ``kind`` (text scorers come from helpseek_text)."""
-    if artifact.kind == "features":
-        return FeaturesScorer(artifact)
-    if artifact.kind == "text":
-        try:
-            module = importlib.import_module("helpseek_text")
-        except ImportError as exc:
-            raise ArtifactSchemaError(
-                f"{artifact.path}: text artifact needs helpseek_text ({exc})"
-            ) from exc
-        factory = getattr(module, "load_scorer", None)
-        if factory is None:
-            raise ArtifactSchemaError(
-                f"{artifact.path}: helpseek_text has no load_scorer(artifact)"
-            )
-        scorer = factory(artifact)
-        if not isinstance(scorer, Scorer):
-            raise ArtifactSchemaError(
-                f"{artifact.path}: helpseek_text.load_scorer returned no Scorer"
-            )
-        return scorer
-    raise ArtifactSchemaError(f"{artifact.path / 'manifest.json'}: unknown kind {artifact.kind!r}")
+    """Build the scorer registered for the artifact's ``kind``."""
+    scorer = _factory(artifact.kind, artifact.path)(artifact)
+    if not isinstance(scorer, Scorer):
+        raise ArtifactSchemaError(f"{artifact.path}: the {artifact.kind} factory returned no Scorer")
+    return scorer
 
 
 def target_intervention_rate(manifest: Mapping[str, Any]) -> float | None:

@@ -3,7 +3,16 @@ import pytest
 
 from helpseek_core.artifact import load_artifact, write_artifact
 from helpseek_core.errors import ArtifactSchemaError, BudgetError, ShapeError
-from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats, Helper, decide, encode_inputs
+from helpseek_core.helper import (
+    HELPER_FILE,
+    MLP,
+    Z_MAX,
+    FeatureStats,
+    Helper,
+    decide,
+    encode_inputs,
+    score_states,
+)
 
 
 def random_mlp(rng, in_dim, hidden=(8, 4)):
@@ -21,7 +30,7 @@ def test_encode_inputs_layout():
     enc = encode_inputs(stats, x, np.array([0, 3]), np.array([10, 5]), cmax=2, horizon=20, cost=1)
     assert enc.shape == (2, 5) and enc.dtype == np.float32
     np.testing.assert_allclose(enc[:, :2], [[-1, -1], [1, 1]])
-    np.testing.assert_allclose(enc[:, 2], [0, 1.5])  # c / cmax, not clipped
+    np.testing.assert_allclose(enc[:, 2], [0, 1.0])  # min(c, cmax) / cmax: 3 is clipped to 2
     np.testing.assert_allclose(enc[:, 3], [0, 1])  # 1[c >= cost]
     np.testing.assert_allclose(enc[:, 4], [0.5, 0.25])  # steps_left / horizon
     with pytest.raises(ShapeError, match="expected length 2, got 3"):
@@ -91,10 +100,12 @@ def test_helper_from_artifact_and_decide(tmp_path):
     d0 = helper.decide(train[0], remaining=0, steps_left=4)
     assert not d0.intervene and d0.reason == "budget_exhausted"
     assert helper.decide(train[0] + 100, remaining=1, steps_left=4).novel
-    expected = mlp.probability(
-        encode_inputs(stats, train[:1], np.array([1]), np.array([4]), 3, 10, 1)
-    )
-    assert d.probability == pytest.approx(float(expected[0]))
+    # independent reference: the layers by hand on the documented input row
+    row = np.concatenate([(train[0] - train.mean(0)) / train.std(0), [1 / 3, 1.0, 4 / 10]])
+    h = np.maximum(row @ mlp.weights[0] + mlp.biases[0], 0)
+    h = np.maximum(h @ mlp.weights[1] + mlp.biases[1], 0)
+    logit = float((h @ mlp.weights[2] + mlp.biases[2])[0])
+    assert d.probability == pytest.approx(1 / (1 + np.exp(-logit)), rel=1e-5)
     write_artifact(
         tmp_path / "b",
         {**m, "feature_schema": {"names": ["a"], "dim": 1}},
@@ -102,3 +113,69 @@ def test_helper_from_artifact_and_decide(tmp_path):
     )
     with pytest.raises(ArtifactSchemaError, match="statistics have 3 features, manifest says 1"):
         Helper.from_artifact(load_artifact(tmp_path / "b"))
+
+
+def _helper(rng, f=3, cmax=3, horizon=10, cost=1, threshold=0.5):
+    train = rng.normal(size=(200, f))
+    return Helper(random_mlp(rng, f + 3), FeatureStats.fit(train), cmax, horizon, cost, threshold), train
+
+
+def test_score_states_batch_equals_one_state_at_a_time():
+    """The vectorised form (B states x n budgets) answers each (state, budget) like decide()."""
+    rng = np.random.default_rng(3)
+    helper, train = _helper(rng)
+    feats, budgets, left = train[:5], np.array([[0, 1, 2, 3, 4, 5]] * 5), np.array([9, 7, 5, 3, 1])
+    batch = helper.score(feats, budgets, left)
+    assert batch.probability.shape == (5, 6) and batch.novel.shape == (5,)
+    for b in range(5):
+        one = helper.score(feats[b], budgets[b], int(left[b]))
+        np.testing.assert_array_equal(one.probability, batch.probability[b])
+        np.testing.assert_array_equal(one.intervene, batch.intervene[b])
+        assert one.novel == bool(batch.novel[b])
+        assert one.novelty_score == pytest.approx(float(batch.novelty_score[b]))
+        for j, c in enumerate(budgets[b]):
+            d = helper.decide(feats[b], int(c), int(left[b]))
+            assert d.probability == pytest.approx(float(batch.probability[b, j]), rel=1e-6)
+            assert d.intervene == bool(batch.intervene[b, j])
+            assert d.intervene == (d.probability >= 0.5 and c >= 1)
+            assert d.budget_clipped == (c > 3)
+    p = helper.probability(feats, budgets[:, 2], left)
+    np.testing.assert_allclose(p, batch.probability[:, 2], rtol=1e-6)
+
+
+def test_budget_above_cmax_is_clipped_never_worse():
+    """Issue 10 item 2: c > cmax is answered as at cmax, so more budget never changes a
+    yes into a no; the answer says it was clipped."""
+    rng = np.random.default_rng(4)
+    helper, train = _helper(rng, cmax=3)
+    s = helper.score(train[:50], np.arange(0, 13), np.full(50, 6))
+    at_cmax = s.probability[:, 3]
+    for c in range(4, 13):  # up to 4 x cmax
+        np.testing.assert_array_equal(s.probability[:, c], at_cmax)
+        np.testing.assert_array_equal(s.intervene[:, c], s.intervene[:, 3])
+    assert not s.budget_clipped[:, :4].any() and s.budget_clipped[:, 4:].all()
+    assert helper.budget_range == (1, 3)
+
+
+def test_huge_finite_features_give_finite_scores():
+    """Issue 13 row 3: 1e308 / 3.5e38 features score finitely (z capped at Z_MAX), novel."""
+    rng = np.random.default_rng(5)
+    helper, _ = _helper(rng)
+    for big in (1e308, -1e308, 3.5e38):
+        s = helper.score(np.full(3, big), np.array([0, 1, 2]), 5)
+        assert np.isfinite(s.probability).all() and np.isfinite(s.novelty_score)
+        assert s.novel and s.novelty_score <= Z_MAX
+    z = helper.stats.zscores(np.array([[1e308, 0, 0]]))
+    assert z[0, 0] == Z_MAX
+
+
+def test_score_states_refuses_bad_shapes():
+    rng = np.random.default_rng(6)
+    helper, train = _helper(rng)
+    with pytest.raises(ShapeError, match="expected length 3, got 2"):
+        helper.score(np.zeros(2), np.array([1]), 1)
+    with pytest.raises(BudgetError, match="budget must be >= 0"):
+        helper.score(train[0], np.array([-1, 0]), 1)
+    with pytest.raises(ShapeError, match="same batch size"):
+        score_states(helper.mlp, helper.stats, train[:2], np.ones((3, 1)), np.ones(2),
+                     cmax=3, horizon=10, cost=1, threshold=0.5)  # fmt: skip
