@@ -6,12 +6,15 @@ once the remaining budget is below the cost), for C in ``EvalConfig.budgets``. A
 see the same task seeds, weak-agent noise streams and environment dynamics seeds (common
 random numbers), so differences between policies are not seed luck.
 
-Policies (:data:`POLICY_LABELS`): never and always (unlimited) as references; random at the
-oracle's intervention rate; PRM-threshold and gain-threshold calibrated per budget (to the
+Policies (:data:`POLICY_LABELS`): never and always (unlimited) as references; random with its
+interventions per episode matched to the helper's (the oracle's when there is no helper) by a
+live search on training seeds; PRM-threshold and gain-threshold calibrated per budget (to the
 oracle's rate on the log, or by a search on *training* seeds); the DP oracle (exact model
 where the environment has one); the Lagrangian-labelled helper; the offline deep-RL helper;
-and the helper. Metrics: success with a 95% Wilson interval, interventions and decisions per
-episode, PGR, APGR, CPT, oracle ratio and budget violations (:mod:`helpseek_core.metrics`).
+and the helper (its budget input clipped to the trained Cmax by the core encoding). Metrics:
+success with a 95% Wilson interval, interventions and decisions per episode, PGR, APGR, CPT,
+oracle ratio and budget violations (:mod:`helpseek_core.metrics`); the report opens with the
+self-checks of :mod:`training.selfcheck`. What runs, and how, is in :mod:`training.eval_policies`.
 """
 
 from __future__ import annotations
@@ -25,213 +28,54 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from helpseek_core import metrics as M
-from helpseek_core.baselines import BatchContext, DecisionContext, calibrate, make_policy
+from helpseek_core.baselines import calibrate
 from helpseek_core.budgeted import solve_budgeted
 from helpseek_core.helper import Helper
 from helpseek_core.prm import MLPPRM
-from helpseek_core.types import BudgetedSolution, StepLog, TabularModel
-from training.envs import EnvAdapter, episode_rng, run_episode
-from training.envs.runner import DecisionContext as RunContext
+from training.envs import EnvAdapter
+from training.eval_policies import (
+    Decide,
+    EvalConfig,
+    PolicySet,
+    baseline_decide,
+    helper_decide,
+    log_contexts,
+    match_random_rate,
+    offline_decide,
+    oracle_decide,
+    run_cell,
+    search_params,
+)
 from training.helper_train import estimate, load_helper_npz, oracle_for
 from training.offline_rl import OFFLINE_RL_FILE, OfflineQPolicy
 from training.report import cell_metrics, policy_metrics, targets, write_report
+from training.selfcheck import enforce_checks, self_checks
 
 __all__ = [
     "LAGRANGIAN_FILE",
     "POLICY_LABELS",
     "ArtifactEvalConfig",
+    "EvalConfig",
+    "PolicySet",
     "add_arguments",
+    "evaluate",
     "from_args",
     "main",
     "oracle_decide",
-    "EvalConfig",
-    "PolicySet",
-    "evaluate",
     "run_cell",
 ]
 
 POLICY_LABELS = {
-    "random": "random (matched rate)",
+    "random": "random (matched interventions/episode)",
     "prm_threshold": "PRM-threshold",
     "gain_threshold": "gain-threshold",
     "dp_oracle": "DP oracle",
     "lagrangian_helper": "Lagrangian helper",
     "offline_rl": "offline deep RL",
     "helper": "helper",
-    "helper_clipped": "helper (budget input clipped to Cmax)",
 }
 
-Decide = Callable[[RunContext], bool]
 LAGRANGIAN_FILE = "lagrangian_helper.npz"
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Settings of the live evaluation."""
-
-    budgets: tuple[int, ...] = (0, 1, 2, 3, 5, 8)
-    """Hard budgets C evaluated for every budgeted policy."""
-    episodes: int = 1000
-    """Episodes per (policy, budget) cell."""
-    seed_start: int = 1_000_000
-    """First held-out task seed (collection uses seeds far below this)."""
-    n_tasks: int = 1000
-    """Distinct held-out task seeds; episode i runs task seed_start + i % n_tasks."""
-    root_seed: int = 20_250_204
-    """Root of the per-episode noise and dynamics seeds (same for every policy)."""
-    calibration: str = "rate"
-    """How thresholds are calibrated per budget: 'rate' (match the oracle's intervention
-    rate per decision on the logged states; cheap) or 'search' (best success over a grid of
-    thresholds, measured live on training seeds)."""
-    search_rates: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
-    """'search' calibration: per-decision intervention rates (on the log) whose thresholds
-    are tried per budget; 1.0 = intervene at every decision until the budget is spent."""
-    search_episodes: int = 200
-    """'search' calibration: episodes per tried threshold (on training seeds)."""
-    train_seed_start: int = 0
-    """First *training* task seed (for 'search' calibration and the train-seed check)."""
-    train_n_tasks: int = 200
-    """Training task seeds used by 'search' calibration and the train-seed check."""
-    train_seed_check: bool = False
-    """Also run the helper and the oracle on the *training* task seeds (the seen-vs-unseen drop)."""
-    progress: bool = True
-    """Show a progress bar per policy."""
-
-
-@dataclass(eq=False)
-class PolicySet:
-    """What the evaluation can run; a missing entry is skipped (and said so in the notes)."""
-
-    k: int
-    cost: int
-    helper: Helper | None = None
-    prm: MLPPRM | None = None
-    oracle_model: TabularModel | None = None
-    oracle: BudgetedSolution | None = None
-    oracle_kind: str = "none"  # "exact" | "estimated" | "none"
-    lagrangian: Helper | None = None  # input budget = the episode's starting budget C
-    offline_rl: OfflineQPolicy | None = None
-    log: StepLog | None = None  # the training log (threshold calibration)
-    notes: list[str] = field(default_factory=list)
-
-
-def run_cell(
-    adapter: EnvAdapter,
-    decide: Decide | float,
-    budget: int | None,
-    k: int,
-    cost: int,
-    episodes: int,
-    seed_start: int,
-    n_tasks: int,
-    root_seed: int,
-) -> dict[str, np.ndarray]:
-    """Run ``episodes`` live episodes of one policy at one budget; per-episode outcome arrays."""
-    succ = np.zeros(episodes, bool)
-    used = np.zeros(episodes, np.int64)
-    decisions = np.zeros(episodes, np.int64)
-    for i in range(episodes):
-        task = seed_start + i % n_tasks
-        rng, dyn = episode_rng(root_seed, task, i // n_tasks)
-        ep = run_episode(
-            adapter, task, decide, rng=rng, k=k, cost=cost, budget=budget, dynamics_seed=dyn
-        )
-        succ[i], used[i], decisions[i] = ep.success, ep.interventions, len(ep)
-    return {"success": succ, "interventions": used, "decisions": decisions}
-
-
-# ---- decide callbacks ------------------------------------------------------------------------
-
-
-def _helper_decide(helper: Helper, fixed: int | None = None, clip: int | None = None) -> Decide:
-    """Ask the helper with the remaining budget, clipped to ``clip`` if given.
-
-    ``fixed`` replaces the remaining budget by a constant: the Lagrangian helper is asked with
-    the episode's starting budget C (its labels depend on C, not on what is left).
-    """
-
-    def decide(ctx: RunContext) -> bool:
-        c = int(ctx.remaining_budget) if fixed is None else fixed
-        if clip is not None:
-            c = min(c, clip)
-        return helper.decide(ctx.features, c, ctx.steps_left).intervene
-
-    return decide
-
-
-def _offline_decide(q: OfflineQPolicy) -> Decide:
-    def decide(ctx: RunContext) -> bool:
-        return q.decide(ctx.features, int(ctx.remaining_budget), ctx.steps_left)
-
-    return decide
-
-
-def _baseline_decide(
-    name: str, params: dict[str, Any], ps: PolicySet, rng: np.random.Generator
-) -> Decide:
-    policy = make_policy(name, **params)
-    prm = ps.prm
-
-    def decide(ctx: RunContext) -> bool:
-        scores = prm.score(ctx.features[None])[0] if prm is not None else None
-        dctx = DecisionContext(
-            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=int(ctx.remaining_budget),
-            cost=ps.cost, features=ctx.features, prm=scores,
-        )  # fmt: skip
-        return policy.decide(dctx, rng)
-
-    return decide
-
-
-def oracle_decide(ps: PolicySet) -> Decide:
-    """Decide callback of the DP oracle: its table at the state's index (unknown -> proceed)."""
-    if ps.oracle is None or ps.oracle_model is None:
-        raise ValueError("oracle_decide: the policy set has no oracle")
-    policy = make_policy("dp_table", solution=ps.oracle)
-    keys = ps.oracle_model.state_keys
-    rng = np.random.default_rng(0)
-
-    def decide(ctx: RunContext) -> bool:
-        j = int(np.searchsorted(keys, ctx.state_key))
-        idx = j if j < keys.shape[0] and keys[j] == ctx.state_key else None
-        dctx = DecisionContext(
-            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=int(ctx.remaining_budget),
-            cost=ps.cost, state_index=idx,
-        )  # fmt: skip
-        return policy.decide(dctx, rng)
-
-    return decide
-
-
-# ---- calibration -----------------------------------------------------------------------------
-
-
-def _log_contexts(ps: PolicySet) -> BatchContext | None:
-    if ps.log is None or ps.prm is None:
-        return None
-    log = ps.log
-    return BatchContext(
-        t=log.t, steps_left=np.zeros(len(log), np.int64), remaining=np.full(len(log), 10**6),
-        cost=ps.cost, features=log.features, prm=ps.prm.score(log.features),
-    )  # fmt: skip
-
-
-def _search_params(
-    adapter: EnvAdapter, name: str, budget: int, ps: PolicySet, ctxs: BatchContext,
-    cfg: EvalConfig, rng: np.random.Generator,
-) -> dict[str, float]:  # fmt: skip
-    """Best-success threshold among ``cfg.search_rates``, measured live on training seeds."""
-    best: tuple[float, dict[str, float]] = (-1.0, calibrate(name, ctxs, 0.0))
-    for q in cfg.search_rates:
-        params = calibrate(name, ctxs, float(q))
-        out = run_cell(
-            adapter, _baseline_decide(name, params, ps, rng), budget, ps.k, ps.cost,
-            cfg.search_episodes, cfg.train_seed_start, cfg.train_n_tasks, cfg.root_seed + 1,
-        )  # fmt: skip
-        s = float(out["success"].mean())
-        if s > best[0]:
-            best = (s, params)
-    return best[1]
 
 
 # ---- the evaluation --------------------------------------------------------------------------
@@ -253,22 +97,29 @@ def evaluate(
         r["oracle_ratio"] = float("nan")
     policies: dict[str, list[dict[str, Any]]] = {}
 
-    def run(name: str, make: Callable[[int], Decide], copy: dict[int, dict] | None = None) -> None:
-        """Run ``name`` at every budget (cells given in ``copy`` are identical: reused)."""
+    def run(name: str, make: Callable[[int], Decide]) -> None:
+        """Run ``name`` at every budget."""
         cells = []
         bar = tqdm(cfg.budgets, desc=f"eval {name}", disable=not cfg.progress, leave=False)
         for b in bar:
-            if copy and b in copy:
-                cells.append(dict(copy[b]))
-                continue
             cells.append(cell_metrics(run_cell(adapter, make(b), b, ps.k, ps.cost, *cell_args), b))
         policies[name] = cells
 
     oracle_rate: dict[int, float] = {}
+    prediction: dict[str, dict[str, float]] = {}
     if ps.oracle is not None and ps.oracle_model is not None:
         run("dp_oracle", lambda b: oracle_decide(ps))
         if ps.oracle_kind == "exact":
             oracle_rate = {c["budget"]: c["intervention_rate"] for c in policies["dp_oracle"]}
+            top = ps.oracle.cmax
+            prediction = {
+                str(b): {
+                    "success": float(ps.oracle.success[min(b, top)]),
+                    "interventions_per_episode": float(ps.oracle.usage[min(b, top)]),
+                }
+                for b in cfg.budgets
+                if b <= top
+            }
         else:
             notes.append(
                 "DP oracle from the *estimated* model: on held-out seeds it knows no state "
@@ -279,33 +130,43 @@ def evaluate(
     else:
         notes.append("no DP oracle: the environment has no exact model and none was estimated")
     if ps.helper is not None:
-        run("helper", lambda b: _helper_decide(ps.helper))  # type: ignore[arg-type]
-        if max(cfg.budgets) > ps.helper.cmax:
-            top = ps.helper.cmax  # below it the decisions, hence the episodes, are the same
-            same = {c["budget"]: c for c in policies["helper"] if c["budget"] <= top}
-            run("helper_clipped", lambda b: _helper_decide(ps.helper, clip=top), same)  # type: ignore[arg-type]
+        run("helper", lambda b: helper_decide(ps.helper))  # type: ignore[arg-type]
     if ps.lagrangian is not None:
         lag = ps.lagrangian  # asked with the episode budget, clipped to the largest trained
-        run("lagrangian_helper", lambda b: _helper_decide(lag, min(b, lag.cmax)))  # type: ignore[union-attr]
+        run("lagrangian_helper", lambda b: helper_decide(lag, min(b, lag.cmax)))  # type: ignore[union-attr]
     if ps.offline_rl is not None:
-        run("offline_rl", lambda b: _offline_decide(ps.offline_rl))  # type: ignore[arg-type]
+        run("offline_rl", lambda b: offline_decide(ps.offline_rl))  # type: ignore[arg-type]
     if not oracle_rate:
         # No exact oracle: match the helper's rate instead (documented in the notes).
         src = policies.get("helper") or []
         oracle_rate = {c["budget"]: c["intervention_rate"] for c in src}
-        notes.append("matched rates come from the helper (no exact oracle)")
-    if oracle_rate:
-        run("random", lambda b: _baseline_decide("random", {"rate": oracle_rate[b]}, ps, rng))
-    ctxs = _log_contexts(ps)
+        notes.append("threshold rates come from the helper (no exact oracle)")
+    # Random spends what the policy it is compared with spends: the helper's interventions
+    # per episode at each C (the oracle's when there is no helper), searched live on
+    # training seeds.
+    match_to = "helper" if "helper" in policies else "dp_oracle" if "dp_oracle" in policies else None
+    if match_to is not None:
+        target = {c["budget"]: c["interventions_per_episode"] for c in policies[match_to]}
+        rates = {
+            b: match_random_rate(adapter, target[b], b, ps, cfg, rng) for b in cfg.budgets
+        }
+        run("random", lambda b: baseline_decide("random", {"rate": rates[b][0]}, ps, rng))
+        notes.append(
+            f"random matched to the {POLICY_LABELS[match_to]}'s interventions/episode on "
+            "training seeds: " + ", ".join(
+                f"C={b}: p={p:.4f} ({u:.2f} vs {target[b]:.2f})" for b, (p, u) in rates.items()
+            )
+        )
+    ctxs = log_contexts(ps)
     if ctxs is not None and oracle_rate:
         for name in ("prm_threshold", "gain_threshold"):
             params: dict[int, dict[str, float]] = {}
             for b in cfg.budgets:
                 if cfg.calibration == "search" and b >= ps.cost:
-                    params[b] = _search_params(adapter, name, b, ps, ctxs, cfg, rng)
+                    params[b] = search_params(adapter, name, b, ps, ctxs, cfg, rng)
                 else:
                     params[b] = calibrate(name, ctxs, oracle_rate[b])
-            run(name, lambda b, n=name, p=params: _baseline_decide(n, p[b], ps, rng))  # type: ignore[misc]
+            run(name, lambda b, n=name, p=params: baseline_decide(n, p[b], ps, rng))  # type: ignore[misc]
             notes.append(f"{name} parameters per budget ({cfg.calibration}): {params}")
     else:
         notes.append("threshold baselines skipped: no PRM or no training log given")
@@ -314,7 +175,7 @@ def evaluate(
         args = (cfg.episodes, cfg.train_seed_start, cfg.train_n_tasks, cfg.root_seed)
         makers: dict[str, Callable[[], Decide]] = {}
         if ps.helper is not None:
-            makers["helper"] = lambda: _helper_decide(ps.helper)  # type: ignore[arg-type]
+            makers["helper"] = lambda: helper_decide(ps.helper)  # type: ignore[arg-type]
         if "dp_oracle" in policies:
             makers["dp_oracle"] = lambda: oracle_decide(ps)
         for name, make in makers.items():
@@ -344,9 +205,11 @@ def evaluate(
         "k": ps.k,
         "cost": ps.cost,
         "oracle_kind": ps.oracle_kind,
+        "oracle_prediction": prediction,
         "seeds": {
             "start": cfg.seed_start, "n_tasks": cfg.n_tasks, "root": cfg.root_seed,
             "description": f"task seeds {cfg.seed_start}..{cfg.seed_start + cfg.n_tasks - 1}",
+            "train": f"task seeds {cfg.train_seed_start}..{cfg.train_seed_start + cfg.train_n_tasks - 1}",
         },  # fmt: skip
         "reference": ref,
         "train_seeds": {
@@ -356,6 +219,7 @@ def evaluate(
         "notes": notes,
     }
     metrics["targets"] = targets(metrics)
+    metrics["self_checks"] = self_checks(metrics)
     return metrics
 
 
@@ -417,8 +281,9 @@ def main(cfg: ArtifactEvalConfig) -> Path:
     metrics = evaluate(adapter, ps, ev, cmax=cmax)
     metrics["artifact_id"] = art.artifact_id
     out = cfg.out or art.path / f"eval-{adapter.spec.split(':')[0]}"
-    write_report(metrics, out, title=f"HelpSeek evaluation of {art.artifact_id}")
-    print(f"[helpseek evaluate] report written to {out / 'report.md'}", flush=True)
+    report = write_report(metrics, out, title=f"HelpSeek evaluation of {art.artifact_id}")
+    print(f"[helpseek evaluate] report written to {report}", flush=True)
+    enforce_checks(metrics, report, allow=ev.allow_failed_checks)
     return out
 
 
@@ -433,6 +298,10 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--seed-start", type=int, default=1_000_000, help="first held-out seed")
     parser.add_argument("--calibration", choices=("rate", "search"), default="rate")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--allow-failed-checks", action="store_true",
+        help="exit 0 even when a self-check of the report fails (they are still printed)",
+    )
 
 
 def from_args(ns: Any) -> ArtifactEvalConfig:
@@ -440,6 +309,6 @@ def from_args(ns: Any) -> ArtifactEvalConfig:
     ev = replace(
         EvalConfig(), budgets=tuple(int(b) for b in ns.budgets.split(",")), episodes=ns.episodes,
         n_tasks=ns.eval_tasks, seed_start=ns.seed_start, calibration=ns.calibration,
-        progress=not ns.no_progress,
+        progress=not ns.no_progress, allow_failed_checks=ns.allow_failed_checks,
     )  # fmt: skip
     return ArtifactEvalConfig(artifact=ns.artifact, env=ns.env, out=ns.out, evaluation=ev)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from helpseek_core import metrics as M
+from training.selfcheck import format_checks
 
 __all__ = [
     "PLOT_NAMES",
@@ -113,14 +114,30 @@ def _row(name: str, cell: dict[str, Any]) -> str:
 
 
 def _headline(metrics: dict[str, Any]) -> str:
-    """Success per policy (rows) and budget (columns): the table a closing note copies."""
+    """Success (interventions per episode) per policy and budget: the table a note copies.
+
+    Each cell shows the policy's interventions per episode beside its success, so a reader
+    sees that two policies compared at one C spent comparable help.
+    """
     budgets = metrics["budgets"]
     head = "| policy | " + " | ".join(f"C={b}" for b in budgets) + " | APGR |\n"
     head += "|---" * (len(budgets) + 2) + "|\n"
     rows = []
+    pred = metrics.get("oracle_prediction") or {}
+    if pred:
+        vals = [
+            f"{pred[str(b)]['success']:.3f} ({pred[str(b)]['interventions_per_episode']:.2f})"
+            if str(b) in pred else "—"
+            for b in budgets
+        ]  # fmt: skip
+        rows.append("| exact optimum (solver's prediction) | " + " | ".join(vals) + " | |")
     for name, pol in metrics["policies"].items():
         by_b = {c["budget"]: c for c in pol["cells"]}
-        vals = [_fmt(by_b[b]["success"]) if b in by_b else "—" for b in budgets]
+        vals = [
+            f"{_fmt(by_b[b]['success'])} ({_fmt(float(by_b[b]['interventions_per_episode']), 2)})"
+            if b in by_b else "—"
+            for b in budgets
+        ]  # fmt: skip
         rows.append(f"| {pol.get('label', name)} | " + " | ".join(vals) + f" | {_fmt(pol['apgr'])} |")
     never, always = metrics["reference"]["never"], metrics["reference"]["always"]
     foot = (
@@ -139,10 +156,11 @@ def _generalisation(metrics: dict[str, Any]) -> list[str]:
     if above and "helper" in pol and "dp_oracle" in pol:
         by = {n: {c["budget"]: c["success"] for c in pol[n]["cells"]} for n in pol}
         lines += ["", f"## Budgets above the trained Cmax = {cmax}", "",
-                  "| C | DP oracle | helper | helper, budget clipped to Cmax |", "|---|---|---|---|"]
+                  "The helper's budget input is clipped to Cmax (core encoding): more budget "
+                  "never asks it about budgets it was not trained on.", "",
+                  "| C | DP oracle | helper |", "|---|---|---|"]
         for b in above:
-            clip = by.get("helper_clipped", {}).get(b, float("nan"))
-            lines.append(f"| {b} | {_fmt(by['dp_oracle'][b])} | {_fmt(by['helper'][b])} | {_fmt(clip)} |")
+            lines.append(f"| {b} | {_fmt(by['dp_oracle'][b])} | {_fmt(by['helper'][b])} |")
     seen = metrics.get("train_seeds", {}).get("cells") or {}
     if seen:
         lines += ["", "## Training seeds vs held-out seeds (success)", "",
@@ -200,11 +218,18 @@ def write_report(metrics: dict[str, Any], out_dir: Path | str, title: str | None
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     plots = _plots(metrics, out)
+    seeds = metrics["seeds"]
     lines = [
         f"# {title or 'Evaluation'}: {metrics['env']}",
         "",
-        f"Live rollouts on held-out seeds ({metrics['seeds']['description']}), "
-        f"{metrics['episodes']} episodes per cell; helper trained with Cmax = {metrics['cmax']}.",
+        "## Self-checks",
+        "",
+        *format_checks(metrics.get("self_checks") or []),
+        "",
+        f"Live rollouts on held-out seeds ({seeds['description']}), "
+        f"{metrics['episodes']} episodes per cell; helper trained with Cmax = {metrics['cmax']}"
+        + (f"; calibration searches on training seeds ({seeds['train']})" if "train" in seeds else "")
+        + ". Cells: success (interventions per episode).",
         "",
         "## Success by budget",
         "",
@@ -259,13 +284,10 @@ def targets(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
         }
         above = [b for b in helper if b in oracle and cmax is not None and b > cmax]
         if above:
-            clip = cells("helper_clipped")
-            out[f"generalisation to budgets above Cmax = {cmax}"] = {
+            out[f"budgets above Cmax = {cmax} (input clipped to Cmax)"] = {
                 "met": None,
                 "detail": ", ".join(
-                    f"C={b}: helper/oracle {helper[b]['oracle_ratio']:.3f}"
-                    + (f" (budget clipped to Cmax: {clip[b]['oracle_ratio']:.3f})" if b in clip else "")
-                    for b in above
+                    f"C={b}: helper/oracle {helper[b]['oracle_ratio']:.3f}" for b in above
                 ),
             }
     if helper and prm:
