@@ -191,6 +191,7 @@ def _outcome(
         novel=scored.novel,
         novelty_score=scored.novelty_score,
         request_id=rid,
+        budget_clipped=bool(scored.budget_clipped[i]),
     )
     return Outcome(
         response=response,
