@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +36,7 @@ from service.deps import ServiceState
 from service.errors import BodyTooLargeError, error_body, install_error_handlers
 from service.instrumented import InstrumentedStore
 from service.metrics import Metrics
-from service.model_holder import ModelHolder, target_intervention_rate
+from service.model_holder import ModelHolder, Scorer, target_intervention_rate
 from service.settings import Settings
 
 __all__ = ["create_app"]
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         svc = ServiceState(
             settings=settings,
             metrics=metrics,
-            auth=Authenticator(settings.api_keys),
+            auth=Authenticator(settings.api_keys, settings.admin_keys),
             holder=holder,
             store=InstrumentedStore(store, metrics),
             log=log,
@@ -103,7 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Should the agent ask for help now? Budgeted intervention decisions.",
         lifespan=lifespan,
+        docs_url=None,  # no CDN-hosted Swagger UI / ReDoc pages: /openapi.json is the contract
+        redoc_url=None,
     )
+    _openapi_for_served_model(app)
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes_sessions.router)
@@ -111,6 +115,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TimingMiddleware, metrics=metrics)
     return app
+
+
+def _openapi_for_served_model(app: FastAPI) -> None:
+    """Serve /openapi.json with DecisionRequest examples valid for the model being served."""
+    build = app.openapi
+    cache: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        svc = getattr(app.state, "svc", None)
+        version = svc.holder.scorer.model_version if svc is not None else ""
+        if cache.get("version") != version or "schema" not in cache:
+            app.openapi_schema = None
+            schema = build()
+            if svc is not None:
+                examples = decision_examples(svc.holder.scorer)
+                schema["components"]["schemas"]["DecisionRequest"]["examples"] = examples
+            cache.update(version=version, schema=schema)
+        app.openapi_schema = cache["schema"]
+        return cache["schema"]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def decision_examples(scorer: Scorer) -> list[dict[str, Any]]:
+    """Build a session request and a stateless one, with a state this model accepts."""
+    if scorer.kind == "features":
+        mean = getattr(getattr(getattr(scorer, "helper", None), "stats", None), "mean", None)
+        values = [0.0] * scorer.feature_dim if mean is None else [round(float(v), 3) for v in mean]
+        state: dict[str, Any] = {"features": values}
+    else:
+        state = {"text": "The agent faces a locked door and holds no key."}
+    return [
+        {"session_id": "3f2a9c", "request_id": "ep7-step12", "step": 12, "state": state},
+        {"step": 3, "state": state, "remaining_budget": 2},
+    ]
 
 
 def _install_sighup(svc: ServiceState) -> bool:

@@ -16,7 +16,16 @@ from service.metrics import Metrics
 from service.model_holder import ModelHolder
 from service.settings import Settings
 
-__all__ = ["CachedSession", "ServiceState", "Svc", "Tenant", "get_svc", "get_tenant"]
+__all__ = [
+    "Admin",
+    "CachedSession",
+    "ServiceState",
+    "Svc",
+    "Tenant",
+    "get_svc",
+    "get_tenant",
+    "require_admin",
+]
 
 
 @dataclass
@@ -69,5 +78,17 @@ async def get_tenant(
     return svc.auth.tenant(presented)
 
 
+async def require_admin(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key)],
+) -> None:
+    """Admin role for /admin/* (service.auth): AuthError -> 401, ForbiddenError -> 403."""
+    presented = bearer.credentials if bearer is not None else api_key
+    svc: ServiceState = request.app.state.svc
+    svc.auth.admin(presented, request.client.host if request.client else None)
+
+
 Svc = Annotated[ServiceState, Depends(get_svc)]
+Admin = Annotated[None, Depends(require_admin)]
 Tenant = Annotated[str, Depends(get_tenant)]

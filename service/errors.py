@@ -2,6 +2,7 @@
 
     ServiceError
     ├── AuthError                      401  missing or unknown API key
+    ├── ForbiddenError                 403  a tenant key (or a remote client) on /admin/*
     ├── SessionNotFoundError           404  unknown, expired, or another tenant's session
     ├── SessionClosedError             409  the outcome was already reported
     ├── FieldError                     422  a request field is invalid (names the field)
@@ -10,15 +11,20 @@
     └── BudgetStoreUnavailableError    503  Redis down on an endpoint that cannot degrade
 
 Core errors (:class:`helpseek_core.errors.InputError`) that escape a handler become 422.
-Every 422 body is FastAPI's ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``;
-every other error body is ``{"detail": "<message>"}``.
+Every 422 body is FastAPI's ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``, with
+any non-finite number the client sent (``NaN``, ``Infinity``, ``1e309``) echoed as the string
+``"NaN"`` / ``"Infinity"`` / ``"-Infinity"`` (JSON has no such numbers); every other error
+body is ``{"detail": "<message>"}``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from helpseek_core.errors import InputError
@@ -28,6 +34,7 @@ __all__ = [
     "BodyTooLargeError",
     "BudgetStoreUnavailableError",
     "FieldError",
+    "ForbiddenError",
     "ReloadRefusedError",
     "ServiceError",
     "SessionClosedError",
@@ -46,6 +53,12 @@ class AuthError(ServiceError):
     """Missing or unknown API key."""
 
     status = 401
+
+
+class ForbiddenError(ServiceError):
+    """An authenticated caller without the admin role on an /admin route."""
+
+    status = 403
 
 
 class SessionNotFoundError(ServiceError):
@@ -97,6 +110,17 @@ def error_body(exc: ServiceError) -> dict[str, object]:
     return {"detail": str(exc)}
 
 
+def json_safe(value: object) -> object:
+    """``value`` with every non-finite float replaced by its JavaScript name (a string)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map ServiceError and core InputError to HTTP responses (the one place this happens)."""
 
@@ -111,5 +135,11 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]}
         return JSONResponse(body, status_code=422)
 
+    async def request_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type
+        detail = json_safe(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(InputError, core_input_error)

@@ -28,6 +28,7 @@ from service.schemas import DecisionRequest, DecisionResponse
 __all__ = ["DecisionRoute", "router"]
 
 _ERRORS: dict[int | str, dict[str, str]] = {
+    400: {"description": "The body could not be parsed (e.g. JSON nested too deeply)"},
     401: {"description": "Missing or invalid API key"},
     404: {"description": "Unknown or expired session (or another tenant's)"},
     409: {"description": "The session is closed"},

@@ -1,20 +1,31 @@
-"""Operations: model info, health, readiness, metrics, and hot reload."""
+"""Operations: model info, health, readiness, metrics, and hot reload.
+
+A reload swaps the model *inside* each running worker (no worker restart, no request dropped:
+a request already scoring keeps the scorer it started with). With several workers the worker
+that answers ``POST /admin/reload`` reloads itself, then sends SIGHUP to each sibling worker
+(found under /proc as the other multiprocessing children of the same uvicorn supervisor);
+each sibling's SIGHUP handler (:func:`service.app.create_app`) reloads the same way. SIGHUP
+sent by an operator to one worker reloads that worker; sent to the *supervisor* it makes
+uvicorn restart every worker (uvicorn's own behaviour).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+from collections.abc import Mapping
+from pathlib import Path
 
 from fastapi import APIRouter, Response
 
-from service.deps import ServiceState, Svc, Tenant
+from service.deps import Admin, ServiceState, Svc, Tenant
 from service.errors import ReloadRefusedError
 from service.metrics import CONTENT_TYPE_LATEST
 from service.model_holder import target_intervention_rate
 from service.schemas import HealthResponse, ModelResponse, ReadyResponse, ReloadResponse
 
-__all__ = ["reload_model", "router"]
+__all__ = ["reload_model", "router", "sibling_workers"]
 
 router = APIRouter(tags=["operations"])
 _log = logging.getLogger("helpseek.service")
@@ -35,6 +46,7 @@ async def model_info(svc: Svc, tenant: Tenant) -> ModelResponse:
         feature_dim=s.feature_dim,
         feature_names=[str(n) for n in m.get("feature_schema", {}).get("names", [])],
         cmax=s.cmax,
+        budget_range=_budget_range(m, s.cost, s.cmax),
         horizon=s.horizon,
         k=int(m.get("k", 1)),
         cost=s.cost,
@@ -68,25 +80,61 @@ async def metrics(svc: Svc) -> Response:
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+def _budget_range(manifest: object, cost: int, cmax: int) -> tuple[int, int]:
+    value = manifest.get("budget_range") if isinstance(manifest, Mapping) else None
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return cost, cmax
+
+
 @router.post(
     "/admin/reload",
     response_model=ReloadResponse,
     responses={
-        401: {"description": "Missing or invalid API key"},
+        401: {"description": "Missing or invalid admin key"},
+        403: {"description": "Not an admin (a tenant key, or a remote client without admin keys)"},
         409: {"description": "New artifact refused; the old model keeps serving"},
     },
 )
-async def admin_reload(svc: Svc, tenant: Tenant) -> ReloadResponse:
-    """Re-read HELPSEEK_ARTIFACT, validate it off the event loop, then swap.
+async def admin_reload(svc: Svc, admin: Admin) -> ReloadResponse:
+    """Re-read HELPSEEK_ARTIFACT, validate it off the event loop, then swap in place.
 
     A bad artifact is refused (409, naming the file and the reason) and the old model keeps
-    serving. With several workers, a successful reload asks the uvicorn supervisor (SIGHUP)
-    to replace every worker, each of which loads the validated artifact.
+    serving. With several workers, each other worker is told (SIGHUP) to reload in place.
     """
     old, new = await reload_model(svc)
+    told = 0
     if svc.settings.workers > 1 and hasattr(signal, "SIGHUP"):
-        os.kill(os.getppid(), signal.SIGHUP)
-    return ReloadResponse(model_version=new, previous_version=old, reloaded=True)
+        for pid in sibling_workers():
+            try:
+                os.kill(pid, signal.SIGHUP)
+                told += 1
+            except ProcessLookupError:  # exited meanwhile
+                pass
+    return ReloadResponse(
+        model_version=new, previous_version=old, reloaded=True, workers_signalled=told
+    )
+
+
+def sibling_workers(proc: Path = Path("/proc")) -> list[int]:
+    """PIDs of the other uvicorn workers: multiprocessing children of this process's parent."""
+    me, parent = os.getpid(), os.getppid()
+    pids: list[int] = []
+    if not proc.is_dir():
+        return pids
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != parent:
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"spawn_main" in cmdline:  # a worker, not multiprocessing's resource tracker
+            pids.append(int(entry.name))
+    return sorted(pids)
 
 
 async def reload_model(svc: ServiceState) -> tuple[str, str]:

@@ -1,13 +1,16 @@
 """Request and response bodies of the HTTP API (pydantic lives only at this edge).
 
-Requests forbid unknown fields; budgets and steps are strict non-negative integers.
+Requests forbid unknown fields. Numbers are strict: budgets and steps are non-negative
+integers (an integral JSON number such as ``3.0`` counts as one, as JSON Schema says; ``true``
+and ``"3"`` do not), features are finite JSON numbers (``true``, ``"0.1"``, ``NaN``,
+``Infinity`` and ``1e309`` are refused with a 422 naming the field).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 __all__ = [
     "DecisionRequest",
@@ -26,11 +29,24 @@ __all__ = [
 ]
 
 MAX_BUDGET = 10_000
+MAX_STEPS = 10_000_000
+
+
+def _integral(value: object) -> object:
+    """``3.0`` -> ``3`` (JSON Schema's ``integer`` admits a zero fraction); else unchanged."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+_Integral = BeforeValidator(_integral)
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Budget = Annotated[int, Field(strict=True, ge=0, le=MAX_BUDGET)]
-Steps = Annotated[int, Field(strict=True, ge=0, le=10_000_000)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-MetaValue = str | int | float | bool | None
+Budget = Annotated[int, _Integral, Field(strict=True, ge=0, le=MAX_BUDGET)]
+Steps = Annotated[int, _Integral, Field(strict=True, ge=0, le=MAX_STEPS)]
+TtlS = Annotated[int, _Integral, Field(strict=True, ge=1, le=30 * 86400)]
+Horizon = Annotated[int, _Integral, Field(strict=True, ge=1, le=MAX_STEPS)]
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+MetaValue = str | int | Finite | bool | None
 Reason = Literal["helper", "budget_exhausted", "fail_open", "fail_closed"]
 
 
@@ -47,14 +63,12 @@ class SessionCreate(_Request):
     )
 
     budget: Budget = Field(description="Interventions (budget units) this episode may use.")
-    ttl_s: int | None = Field(
-        None, strict=True, ge=1, le=30 * 86400,
-        description="Seconds of inactivity after which the session expires (sliding).",
-    )  # fmt: skip
-    horizon: int | None = Field(
-        None, strict=True, ge=1, le=10_000_000,
-        description="Episode step limit H; steps_left defaults to horizon - step.",
-    )  # fmt: skip
+    ttl_s: TtlS | None = Field(
+        None, description="Seconds of inactivity after which the session expires (sliding)."
+    )
+    horizon: Horizon | None = Field(
+        None, description="Episode step limit H; steps_left defaults to horizon - step."
+    )
     metadata: dict[Annotated[str, Field(max_length=64)], MetaValue] | None = Field(
         None, max_length=32, description="Free-form labels stored with the session."
     )
@@ -84,16 +98,8 @@ class State(_Request):
 class DecisionRequest(_Request):
     """Ask: should the agent request help now."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"session_id": "3f2a...", "request_id": "ep7-step12", "step": 12,
-                 "state": {"features": [0.1, -0.3, 1.2, 0.0]}},
-                {"step": 3, "state": {"features": [0.0, 0.0, 0.0, 0.0]}, "remaining_budget": 2},
-            ]
-        },
-    )  # fmt: skip
+    # examples: built per served model by service.app (valid for its feature length)
+    model_config = ConfigDict(extra="forbid")
 
     session_id: Id | None = Field(None, description="Server-side budget; omit for stateless mode.")
     request_id: Id | None = Field(
@@ -119,6 +125,11 @@ class DecisionResponse(BaseModel):
     novel: bool = Field(description="The state looks unlike the model's training data.")
     novelty_score: float
     request_id: str
+    budget_clipped: bool = Field(
+        default=False,
+        description="The remaining budget is above the range the helper was trained on "
+        "(GET /v1/model budget_range): it was decided as at the top of that range (cmax).",
+    )
 
 
 class OutcomeRequest(_Request):
@@ -162,6 +173,10 @@ class ModelResponse(BaseModel):
     feature_dim: int
     feature_names: list[str]
     cmax: int
+    budget_range: tuple[int, int] = Field(
+        description="Remaining budgets [low, high] the helper was trained on; a larger budget "
+        "is decided as at high (the answer then says budget_clipped)."
+    )
     horizon: int
     k: int
     cost: int
@@ -192,3 +207,6 @@ class ReloadResponse(BaseModel):
     model_version: str
     previous_version: str
     reloaded: bool
+    workers_signalled: int = Field(
+        default=0, description="Other worker processes told to reload in place (SIGHUP each)."
+    )

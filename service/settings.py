@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys; empty = no auth."
     )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated admin keys for /admin/*; empty = admin from loopback only.",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Close a connection whose request head takes longer."
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, le=3600, description="Close a kept-alive connection idle this long."
+    )
+    graceful_timeout_s: int = Field(
+        30, ge=1, le=3600, description="On SIGTERM, wait this long for in-flight requests."
+    )
     default_ttl_s: int = Field(3600, ge=1, le=30 * 86400, description="Session TTL (sliding).")
     max_body_bytes: int = Field(65536, ge=256, description="Largest accepted request body.")
     decision_log: str | None = Field(
@@ -57,7 +70,7 @@ class Settings(BaseSettings):
         description="Set (by __main__ when workers > 1) to aggregate metrics across workers.",
     )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

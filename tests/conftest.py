@@ -3,7 +3,7 @@
 ``redis_url``: the Redis on 127.0.0.1:6379 when it answers, else a redis-server started on a
 free port for the session. ``redis_prefix``: a unique key prefix; its keys are deleted after
 the test. ``artifact_dir``: a features artifact written with the real artifact writer, whose
-helper intervenes exactly when feature 0 is above its training mean (see
+helper depends on feature 0, the remaining budget and the steps left (see
 ``write_test_artifact``).
 """
 
@@ -25,6 +25,7 @@ from helpseek_core.artifact import write_artifact
 from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats
 
 DEFAULT_REDIS = ("127.0.0.1", 6379)
+BUDGET_W, READY_W, LEFT_W = 0.5, 0.25, 0.5  # write_test_artifact's weights on the budget inputs
 
 
 def free_port() -> int:
@@ -96,15 +97,22 @@ def write_test_artifact(
     gain: float = 4.0,
     extra_manifest: dict[str, Any] | None = None,
 ) -> Path:
-    """A small valid features artifact: logit = gain * z0 (z0 = standardised feature 0).
+    """A small valid features artifact whose logit reads every input the service encodes::
 
-    So the helper intervenes iff feature 0 > its training mean (0 here) when ``gain > 0``,
-    never when ``gain`` is very negative... and the budget always gates the answer.
+        logit = gain * (z0 + BUDGET_W * min(c, cmax) / cmax + READY_W * 1[c >= cost]
+                        - LEFT_W * steps_left / horizon)
+
+    (z0 = feature 0 standardised by the training data, ``rng(0).normal((512, dim))``; cmax 5,
+    horizon 25, cost 1). With ``gain > 0`` feature 0 = +1 (``UP``) always intervenes and -1
+    (``DOWN``) never does; at feature 0 = its training mean the answer turns on the budget and
+    the steps left (more budget or fewer steps left -> intervene). ``gain`` very negative:
+    never intervenes on ``UP``. The budget always gates the answer.
     """
     rng = np.random.default_rng(0)
     stats = FeatureStats.fit(rng.normal(size=(512, dim)))
     w0 = np.zeros((dim + 3, 2), np.float32)
-    w0[0, 0], w0[0, 1] = 1.0, -1.0
+    for row, weight in ((0, 1.0), (dim, BUDGET_W), (dim + 1, READY_W), (dim + 2, -LEFT_W)):
+        w0[row, 0], w0[row, 1] = weight, -weight  # hidden units relu(u), relu(-u)
     mlp = MLP(
         (w0, np.array([[gain], [-gain]], np.float32)),
         (np.zeros(2, np.float32), np.zeros(1, np.float32)),

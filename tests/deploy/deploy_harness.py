@@ -258,17 +258,19 @@ def metric_names_in(text: str) -> set[str]:
 
 def write_toy_artifact(directory: Path, *, version: str = "toy-v1", dim: int = 4,
                        target_rate: float = 0.3) -> Path:  # fmt: skip
-    """A tiny features artifact in the real format: intervene iff feature 0 is above its mean.
+    """A tiny features artifact in the real format that reads every input the service encodes.
 
     One linear layer over the helper's input encoding (z-scored features, c/cmax,
-    1[c >= cost], steps_left/H) with weight 8 on z0: p = sigmoid(8 z0).
+    1[c >= cost], steps_left/H): p = sigmoid(8 z0 + c/cmax + 0.5 1[c >= cost] - steps_left/H - 2).
+    Feature 0 = 1.0 (z0 ~ 1) always intervenes, 0.0 (z0 ~ 0) never; in between the budget and
+    the steps left decide.
     """
     rng = np.random.default_rng(7)
     feats = rng.normal(size=(2000, dim))
     stats = FeatureStats.fit(feats)
     w = np.zeros((dim + 3, 1), np.float32)
-    w[0, 0] = 8.0
-    mlp = MLP((w,), (np.zeros(1, np.float32),))
+    w[0, 0], w[dim, 0], w[dim + 1, 0], w[dim + 2, 0] = 8.0, 1.0, 0.5, -1.0
+    mlp = MLP((w,), (np.full(1, -2.0, np.float32),))
     manifest = {
         "artifact_id": version,
         "created_at": "2026-01-01T00:00:00Z",
