@@ -162,3 +162,147 @@ def test_babyai_bot_stays_in_sync_and_box_toggle_is_failure() -> None:
             if res.terminated or res.truncated:
                 break
     raise AssertionError("no random episode toggled a box in 50 seeds")
+
+
+# ---- plug-in specs, import=, desc=, unsupported ids ------------------------------------------
+
+WRAPPER = '''
+from training.envs import make_env
+
+
+def make_adapter(eps=0.2, H=30):
+    """A user's factory (here it wraps a built-in; test_plugin.py has a real one)."""
+    return make_env(f"FrozenLake-v1:map_name=4x4,eps={eps},H={H}")
+
+
+def broken(**kw):
+    raise RuntimeError("simulator licence expired")
+
+
+def not_an_adapter():
+    return 42
+
+
+NOT_CALLABLE = 3
+'''
+
+
+@pytest.fixture
+def user_file(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    folder = tmp_path / "user"
+    folder.mkdir()
+    path = folder / "my_agents.py"
+    path.write_text(WRAPPER)
+    monkeypatch.chdir(folder)
+    return path
+
+
+def test_plugin_file_by_relative_path_rebuilds_from_anywhere(user_file, tmp_path, monkeypatch):
+    adapter = make_env("my_agents.py:make_adapter:eps=0.5,H=12")
+    assert isinstance(adapter, EnvAdapter) and adapter.horizon == 12
+    assert adapter.spec == f"{user_file}:make_adapter:H=12,eps=0.5"
+    # the default factory, and options right after the file name
+    assert make_env("my_agents.py:H=12,eps=0.5").spec == adapter.spec
+    assert make_env("my_agents.py").spec == f"{user_file}:make_adapter"
+    monkeypatch.chdir(tmp_path)  # the canonical spec works from another folder
+    again = make_env(adapter.spec)
+    adapter.reset(3, 1)
+    again.reset(3, 1)
+    assert again.state_key() == adapter.state_key() and again.agent == "eps0.5"
+
+
+def test_plugin_module_form(user_file, monkeypatch):
+    monkeypatch.syspath_prepend(str(user_file.parent))
+    adapter = make_env("my_agents:make_adapter:eps=0.3")
+    assert adapter.spec == "my_agents:make_adapter:eps=0.3" and adapter.agent == "eps0.3"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nowhere.py:make_adapter", r"plug-in file .*nowhere\.py not found"),
+        (
+            "my_agents.py:nope",
+            r"has no factory 'nope' \(callables defined there: broken, make_adapter, make_env, not_an_adapter\)",
+        ),
+        ("my_agents.py:NOT_CALLABLE", r"my_agents\.py:NOT_CALLABLE is not callable"),
+        (
+            "my_agents.py:broken:x=1",
+            r"broken\(x=1\) raised RuntimeError: simulator licence expired",
+        ),
+        ("my_agents.py:not_an_adapter", r"returned int, whose 'spec' attribute cannot be set"),
+        ("my_agents.py:make_adapter:bogus=1", r"make_adapter\(bogus=1\) raised TypeError"),
+        (
+            "no_such_module_xyz:make_adapter",
+            r"cannot import module 'no_such_module_xyz': ModuleNotFoundError",
+        ),
+        ("my_agents.py:make_adapter:eps", r"expected key=value, got 'eps'"),
+    ],
+)
+def test_plugin_errors_name_the_spec_and_the_reason(user_file, spec, message):
+    with pytest.raises(EnvSpecError, match=message) as err:
+        make_env(spec)
+    assert str(err.value).startswith("env spec ")
+
+
+def test_plugin_that_fails_to_import_or_returns_a_partial_adapter(user_file):
+    user_file.with_name("bad_import.py").write_text("import numpy\n1 / 0\n")
+    with pytest.raises(EnvSpecError, match=r"importing .*bad_import\.py failed: ZeroDivisionError"):
+        make_env("bad_import.py:make_adapter")
+    user_file.with_name("partial.py").write_text(
+        "class Half:\n    spec = ''\n    feature_names = ['a']\n    horizon = 5\n"
+        "    def reset(self, seed, dynamics_seed=None):\n        pass\n"
+        "    step = 'not a method'\n\n"
+        "def make_adapter():\n    return Half()\n"
+    )
+    with pytest.raises(EnvSpecError) as err:
+        make_env("partial.py")
+    assert str(err.value).endswith(
+        "make_adapter returned Half, not an EnvAdapter (missing or not callable: agent, expert, "
+        "state_key, features, text, weak_action, expert_action, step; see training/envs/base.py)"
+    )
+
+
+def test_import_option_registers_custom_gymnasium_ids(tmp_path):
+    reg = tmp_path / "lakes.py"
+    reg.write_text(
+        "import gymnasium as gym\n"
+        "if 'HelpSeekTinyLake-v0' not in gym.registry:\n"
+        "    gym.register('HelpSeekTinyLake-v0',\n"
+        "        entry_point='gymnasium.envs.toy_text.frozen_lake:FrozenLakeEnv',\n"
+        "        kwargs={'desc': ['SFF', 'HFG'], 'is_slippery': False})\n"
+    )
+    adapter = make_env(f"HelpSeekTinyLake-v0:import={reg},H=10,eps=0")
+    assert adapter.spec == f"HelpSeekTinyLake-v0:H=10,eps=0,import={reg}"
+    assert adapter.n_states == 6  # type: ignore[attr-defined]
+    ep = run_episode(adapter, 0, 1.0, rng=np.random.default_rng(0))
+    assert ep.success and ep.steps == 3  # right, down... the value-iteration expert's route
+
+
+def test_desc_option_builds_a_custom_toy_text_map() -> None:
+    adapter = make_env("FrozenLake-v1:desc=SFFF/HHFH/FFFG,is_slippery=false,H=20,eps=0")
+    grid = adapter._env.unwrapped.desc  # type: ignore[attr-defined]
+    assert [bytes(r).decode() for r in grid] == ["SFFF", "HHFH", "FFFG"]
+    assert adapter.spec == "FrozenLake-v1:H=20,desc=SFFF/HHFH/FFFG,eps=0,is_slippery=false"
+    assert make_env(adapter.spec).spec == adapter.spec
+    ep = run_episode(adapter, 0, 0.0, rng=np.random.default_rng(0))
+    assert ep.success and ep.steps == 5  # the shortest route: 3 right/down + 2 more
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        (
+            "MiniGrid-DoorKey-5x5-v0",
+            "MiniGrid-DoorKey-5x5-v0 is a minigrid env without a built-in adapter",
+        ),
+        ("CartPole-v1", "not a toy_text env with a discrete model env.P"),
+        ("NoSuchEnv-v9", "cannot build: Environment `NoSuchEnv` doesn't exist"),
+    ],
+)
+def test_unsupported_ids_say_what_is_supported(spec: str, reason: str) -> None:
+    with pytest.raises(EnvSpecError) as err:
+        make_env(spec)
+    text = str(err.value)
+    assert text.startswith(f"env spec {spec!r}: ") and reason in text
+    assert "BabyAI-* levels" in text and "FILE.py:FACTORY" in text and "docs/your-agent.md" in text

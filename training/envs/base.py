@@ -8,6 +8,7 @@ the weak agent, or let the expert act for k steps?" without knowing which enviro
 Errors raised here (the training side's environment errors)::
 
     EnvSpecError (ValueError)     an --env spec that cannot be parsed or built
+    └── UnsupportedEnvError       a real environment with no built-in adapter (plug one in)
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ __all__ = [
     "EnvSpecError",
     "ExactArrays",
     "StepResult",
+    "UnsupportedEnvError",
     "stable_key",
 ]
 
 
 class EnvSpecError(ValueError):
     """An environment spec cannot be parsed or built; the message names the spec and why."""
+
+
+class UnsupportedEnvError(EnvSpecError):
+    """No built-in adapter for this environment; the message says what is supported."""
 
 
 @dataclass(frozen=True)

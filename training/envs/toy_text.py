@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from training.envs.base import EnvSpecError, ExactArrays, StepResult
+from training.envs.base import EnvSpecError, ExactArrays, StepResult, UnsupportedEnvError
 from training.envs.toy_models import (
     build_model,
     classify,
@@ -56,11 +56,13 @@ class ToyTextAdapter:
     ) -> None:
         try:
             self._env = gym.make(env_id, **env_kwargs)
-        except Exception as exc:  # gymnasium raises many types for a bad id / kwarg
+        except gym.error.UnregisteredEnv as exc:
+            raise UnsupportedEnvError(f"env spec {spec or env_id!r}: cannot build: {exc}") from exc
+        except Exception as exc:  # gymnasium raises many types for a bad kwarg
             raise EnvSpecError(f"env spec {spec or env_id!r}: cannot build: {exc}") from exc
         un = self._env.unwrapped
         if not (hasattr(un, "P") and isinstance(self._env.observation_space, gym.spaces.Discrete)):
-            raise EnvSpecError(
+            raise UnsupportedEnvError(
                 f"env spec {spec or env_id!r}: not a toy_text env with a discrete model env.P"
             )
         self.family = toy_family(env_id)
