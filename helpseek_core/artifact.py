@@ -3,10 +3,16 @@
 Layout::
 
     manifest.json      schema_version, artifact_id, kind, feature schema and statistics,
-                       Cmax, H, k, cost, training config, evaluation summary,
+                       Cmax, H, k, cost, budget_range, training config, evaluation summary,
                        files: {name: sha256}
     <name>.npz         weight files (numpy, allow_pickle=False)
     <other files>      any extra file listed in ``files`` (e.g. text-model weights)
+
+Every name in ``files`` must stay inside the directory (no absolute path, no ``..``, no
+symlink out): an artifact that lists ``../../etc/passwd`` is refused before anything is read.
+``budget_range`` is ``[low, high]``, the remaining budgets the helper was trained on
+(``[cost, cmax]``, filled in by :func:`write_artifact` when absent); a larger budget is
+answered as at ``high`` (:mod:`helpseek_core.helper`).
 
 This module is the only I/O in helpseek_core: both sides of the contract must read and write
 it identically. The caller supplies clock and git revision (core reads no clock).
@@ -37,6 +43,7 @@ __all__ = [
     "MANIFEST_NAME",
     "REQUIRED_KEYS",
     "Artifact",
+    "confined",
     "load_artifact",
     "sha256_file",
     "write_artifact",
@@ -90,11 +97,55 @@ class Artifact:
         """Length of the feature vector the helper expects (0 for text artifacts)."""
         return int(self.manifest["feature_schema"]["dim"])
 
+    @property
+    def budget_range(self) -> tuple[int, int]:
+        """Remaining budgets ``(low, high)`` the helper was trained on."""
+        low, high = self.manifest.get("budget_range") or (
+            self.manifest["cost"], self.manifest["cmax"],
+        )  # fmt: skip
+        return int(low), int(high)
+
     def file(self, name: str) -> Path:
         """Path of a listed file inside the artifact directory."""
         if name not in self.manifest["files"]:
             raise ArtifactMissingError(f"{self.path / name}: not listed in the manifest")
-        return self.path / name
+        return confined(self.path, name, self.path / MANIFEST_NAME)
+
+
+def confined(root: Path, name: str, where: Path) -> Path:
+    """``root / name``, refused (naming ``where``, the name and why) if it leaves ``root``."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise ArtifactSchemaError(f"{where}: file name {name!r} is not a plain relative path")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ArtifactSchemaError(
+            f"{where}: file name {name!r} escapes the artifact directory {root}"
+        )
+    target = root / rel
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ArtifactSchemaError(
+            f"{where}: file name {name!r} resolves outside the artifact directory {root} "
+            f"(a symlink?)"
+        )
+    return target
+
+
+def _check_budget_range(manifest: Mapping[str, Any], where: Path) -> None:
+    value = manifest.get("budget_range")
+    if value is None:
+        return
+    ok = (
+        isinstance(value, list) and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 <= value[0] <= value[1]
+    )  # fmt: skip
+    if not ok:
+        raise ArtifactSchemaError(f"{where}: budget_range must be [low, high] integers, got {value!r}")
+    if value[1] != manifest["cmax"]:
+        raise ArtifactSchemaError(
+            f"{where}: budget_range high {value[1]} != cmax {manifest['cmax']} (budgets above "
+            "cmax are answered as at cmax)"
+        )
 
 
 def write_artifact(
@@ -121,6 +172,7 @@ def write_artifact(
         np.savez(target, **payload)
         files[name] = sha256_file(target)
     for name, path in (extra_files or {}).items():
+        confined(out, name, out / MANIFEST_NAME)
         p = Path(path)
         if not p.is_file():
             raise ArtifactMissingError(f"{p}: extra file does not exist")
@@ -131,6 +183,8 @@ def write_artifact(
     missing = [k for k in REQUIRED_KEYS if k not in full]
     if missing:
         raise ArtifactSchemaError(f"{out / MANIFEST_NAME}: manifest lacks keys {missing}")
+    full.setdefault("budget_range", [int(full["cost"]), int(full["cmax"])])
+    _check_budget_range(full, out / MANIFEST_NAME)
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         json.dump(full, fh, indent=2, sort_keys=True, default=_json_default)
@@ -187,12 +241,14 @@ def load_artifact(directory: Path | str, expected_feature_dim: int | None = None
         raise ArtifactSchemaError(
             f"{mpath}: feature dimension {schema['dim']} != expected {expected_feature_dim}"
         )
+    _check_budget_range(manifest, mpath)
     files = manifest["files"]
     if not isinstance(files, dict):
         raise ArtifactSchemaError(f"{mpath}: 'files' must map file names to sha256")
+    paths = {name: confined(root, name, mpath) for name in files}  # before reading any file
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for name, digest in files.items():
-        fpath = root / name
+        fpath = paths[name]
         if not fpath.is_file():
             raise ArtifactMissingError(f"{fpath}: listed in the manifest but missing")
         actual = sha256_file(fpath)

@@ -135,3 +135,42 @@ def test_missing_key_and_bad_names_on_write(tmp_path, art):
     with pytest.raises(ArtifactSchemaError, match="plain '<name>.npz'"):
         write_artifact(tmp_path / "w2", manifest(), {"sub/x.npz": {"a": np.zeros(1)}})
     assert issubclass(ArtifactSchemaError, ArtifactError)
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "/etc/passwd", "sub/../../x.npz"])
+def test_file_names_confined_to_the_artifact(art, name):
+    """Issue 13 row 11: a manifest listing a path outside the directory is refused, naming the
+    manifest, the name and the reason, before the file is read or hashed."""
+    m = json.loads((art / MANIFEST_NAME).read_text())
+    m["files"][name] = "0" * 64
+    (art / MANIFEST_NAME).write_text(json.dumps(m))
+    with pytest.raises(ArtifactSchemaError) as info:
+        load_artifact(art)
+    msg = str(info.value)
+    assert str(art / MANIFEST_NAME) in msg and repr(name) in msg and "escapes" in msg
+    assert "sha256" not in msg  # never got as far as hashing it
+
+
+def test_symlink_out_of_the_artifact_refused(tmp_path, art):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    (art / "link.txt").symlink_to(outside)
+    m = json.loads((art / MANIFEST_NAME).read_text())
+    m["files"]["link.txt"] = sha256_file(outside)
+    (art / MANIFEST_NAME).write_text(json.dumps(m))
+    with pytest.raises(ArtifactSchemaError, match="'link.txt' resolves outside"):
+        load_artifact(art)
+    with pytest.raises(ArtifactSchemaError, match="escapes the artifact directory"):
+        write_artifact(tmp_path / "w", manifest(), ARRAYS, extra_files={"../x": outside})
+
+
+def test_budget_range_written_and_checked(tmp_path, art):
+    """Issue 10 item 2: the manifest states the budgets the helper was trained on."""
+    loaded = load_artifact(art)
+    assert loaded.manifest["budget_range"] == [1, 5] and loaded.budget_range == (1, 5)
+    for bad, why in (([1], "must be \\[low, high\\]"), ([3, 2], "must be"), ([1, 4], "!= cmax 5")):
+        edit_manifest(art, budget_range=bad)
+        with pytest.raises(ArtifactSchemaError, match=why):
+            load_artifact(art)
+    edit_manifest(art, budget_range=None)  # an artifact written before the field: derived
+    assert load_artifact(art).budget_range == (1, 5)
