@@ -60,9 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.redis_connect_timeout_s,
                 settings.redis_socket_timeout_s,
             )
-            store = RedisBudgetStore(client, settings.redis_key_prefix, settings.redis_cooldown_s)
+            store = RedisBudgetStore(
+                client, settings.redis_key_prefix, settings.redis_cooldown_s,
+                settings.redis_deadline_s, settings.request_id_cap,
+            )  # fmt: skip
         else:
-            store = MemoryBudgetStore()
+            store = MemoryBudgetStore(cap=settings.request_id_cap)
         log: DecisionLog = NullDecisionLog()
         if settings.decision_log == "redis-stream":
             if client is None:

@@ -5,25 +5,40 @@ remaining budgets around the last one this process saw (one batched forward pass
 store's Lua script picks the entry for the budget it really holds while charging — one round
 trip, and the decision is consistent with the charge. If the window misses (other workers
 spent more), the state is rescored at the budget the store reported and tried again.
+
+The plan carries the full answer text for each budget in the window; the store records the
+one it picks under the request id with a digest of the body, so a retry gets the very same
+answer back (rebuilt from that text, byte for byte) and a reused id with another body a 422.
+Without the store the answer degrades (docs/service.md, "Redis down") and is queued to be
+recorded once the store answers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from service.budget.protocol import Grant, Plan, PlanMissError, SessionKey
+from service.budget.protocol import (
+    Grant,
+    Plan,
+    PlanMissError,
+    Record,
+    RequestIdReusedError,
+    SessionKey,
+)
 from service.deps import CachedSession, ServiceState
 from service.errors import BudgetStoreUnavailableError, FieldError
 from service.model_holder import Scored, Scorer
 from service.schemas import DecisionRequest, DecisionResponse
 
-__all__ = ["Outcome", "decide_request"]
+__all__ = ["Outcome", "body_digest", "decide_request", "decode_answer", "encode_answer"]
 
 _WINDOW = 8  # budgets scored below the last known remaining
+_ANSWER_V = "a1"  # version tag of the recorded answer text
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,72 @@ async def _score(
     return await svc.holder.score(feats, body.state.text, budgets, steps_left)
 
 
+def body_digest(body: DecisionRequest, feats: np.ndarray | None) -> str:
+    """Digest of what a request asks (not its id): a reused id must come with the same body."""
+    h = hashlib.blake2b(
+        f"{body.session_id}\x1f{body.step}\x1f{body.remaining_budget}\x1f{body.steps_left}"
+        "\x1f".encode(),
+        digest_size=12,
+    )
+    if feats is not None:
+        h.update(feats.tobytes())
+    else:
+        h.update(b"\x1e" + (body.state.text or "").encode("utf-8"))
+    return h.hexdigest()
+
+
+def encode_answer(r: DecisionResponse) -> str:
+    """Write an answer as stored: every response field but the request id (the record key).
+
+    ``repr`` of a float parses back to the same float, so :func:`decode_answer` rebuilds a
+    response that serialises to the same bytes.
+    """
+    return _answer_text(
+        r.intervene, r.remaining_budget, r.reason, r.probability, r.budget_clipped,
+        _answer_tail(r.degraded, r.novel, r.novelty_score, r.model_version),
+    )  # fmt: skip
+
+
+def _answer_tail(degraded: bool, novel: bool, novelty_score: float, model_version: str) -> str:
+    return f"\t{degraded:d}\t{novel:d}\t{float(novelty_score)!r}\t{model_version}"
+
+
+def _answer_text(
+    go: bool, after: int, reason: str, probability: float, clipped: bool, tail: str
+) -> str:
+    return f"{_ANSWER_V}\t{go:d}\t{after}\t{reason}\t{float(probability)!r}\t{clipped:d}{tail}"
+
+
+def decode_answer(text: str, request_id: str) -> DecisionResponse:
+    """Rebuild the response recorded by :func:`encode_answer` (a replay: nothing re-scored)."""
+    v, go, after, reason, p, clipped, degraded, novel, ns, mv = text.split("\t", 9)
+    if v != _ANSWER_V:
+        raise ValueError(f"unknown recorded answer format {v!r}")
+    return DecisionResponse(
+        intervene=go == "1", probability=float(p), remaining_budget=int(after), reason=reason,  # type: ignore[arg-type]
+        model_version=mv, degraded=degraded == "1", novel=novel == "1",
+        novelty_score=float(ns), request_id=request_id, budget_clipped=clipped == "1",
+    )  # fmt: skip
+
+
+def _plan(scorer: Scorer, scored: Scored, lo: int) -> Plan:
+    """Build the plan for budgets lo, lo + 1, ...: the wanted answer and its full text at each."""
+    cost = scorer.cost
+    tail = _answer_tail(False, scored.novel, scored.novelty_score, scorer.model_version)
+    wants = tuple(bool(x) for x in scored.intervene)
+    answers = tuple(
+        _answer_text(
+            w and c >= cost, c - cost if (w and c >= cost) else c,
+            "helper" if c >= cost else "budget_exhausted", p, bool(clip), tail,
+        )
+        for c, w, p, clip in zip(
+            range(lo, lo + len(wants)), wants, scored.probability.tolist(),
+            scored.budget_clipped.tolist(), strict=True,
+        )
+    )  # fmt: skip
+    return Plan(lo, wants, answers)
+
+
 async def decide_request(
     svc: ServiceState, body: DecisionRequest, tenant: str, request_id: str | None
 ) -> Outcome:
@@ -97,6 +178,7 @@ async def decide_request(
         )
 
     key = SessionKey(tenant, body.session_id)
+    digest = body_digest(body, feats)
     cached = svc.sessions.get(key)
     try:
         if cached is None:
@@ -110,24 +192,56 @@ async def decide_request(
         for _ in range(4):
             lo = max(hi - _WINDOW, 0)
             scorer, scored = await _score(svc, feats, body, lo, hi, left)
-            plan = Plan(lo, tuple(bool(x) for x in scored.intervene))
             try:
-                grant = await svc.store.try_consume(key, request_id, scorer.cost, plan)
+                grant = await svc.store.try_consume(
+                    key, rid, scorer.cost, _plan(scorer, scored, lo), digest
+                )
                 break
             except PlanMissError as miss:
                 hi = miss.remaining
         if grant is None:
             raise BudgetStoreUnavailableError("budget kept changing under the decision")
     except BudgetStoreUnavailableError:
-        return await _degraded(svc, body, tenant, rid, feats, cached, scorer0)
+        return await _degraded(svc, body, tenant, rid, feats, cached, scorer0, key, digest)
+    except RequestIdReusedError as exc:
+        raise FieldError(["body", "request_id"], str(exc), "request_id_reused") from exc
     cached.remaining = grant.remaining
-    if not (lo <= grant.before <= hi):  # a replay decided at another budget
-        scorer, scored = await _score(svc, feats, body, grant.before, grant.before, left)
+    if grant.replayed:
+        return await _replay(svc, body, tenant, rid, grant, feats, left)
     reason = "helper" if grant.before >= scorer.cost else "budget_exhausted"
     return _outcome(
         body, tenant, rid, scorer, scored,
         before=grant.before, after=grant.remaining, go=grant.granted and grant.wanted,
-        reason=reason, left=left, replayed=grant.replayed,
+        reason=reason, left=left,
+    )  # fmt: skip
+
+
+async def _replay(
+    svc: ServiceState,
+    body: DecisionRequest,
+    tenant: str,
+    rid: str,
+    grant: Grant,
+    feats: np.ndarray | None,
+    left: int,
+) -> Outcome:
+    """Return the recorded answer, rebuilt from its text (never re-scored, never counted or logged).
+
+    A record without answer text (written before answers were recorded) is answered from its
+    grant at the budget it was decided at, as before.
+    """
+    if grant.answer:
+        response = decode_answer(grant.answer, rid)
+    else:
+        scorer, scored = await _score(svc, feats, body, grant.before, grant.before, left)
+        reason = "helper" if grant.before >= scorer.cost else "budget_exhausted"
+        response = _outcome(
+            body, tenant, rid, scorer, scored, before=grant.before, after=grant.remaining,
+            go=grant.granted and grant.wanted, reason=reason, left=left,
+        ).response  # fmt: skip
+    return Outcome(
+        response=response, asked=False, charged=0, before=grant.before, steps_left=left,
+        replayed=True, tenant=tenant, features=body.state.features, text=body.state.text,
     )  # fmt: skip
 
 
@@ -139,27 +253,49 @@ async def _degraded(
     feats: np.ndarray | None,
     cached: CachedSession | None,
     scorer0: Scorer,
+    key: SessionKey,
+    digest: str,
 ) -> Outcome:
-    """Budget store down: fail open (trust the helper at the best-known budget) or closed."""
-    if body.remaining_budget is not None:
-        c = body.remaining_budget
-    elif cached is not None:
-        c = cached.remaining
-    else:
-        c = scorer0.cost  # unknown: enough for one intervention
+    """Budget store down: fail closed, or open within this process's ledger of the budget.
+
+    Fail-open grants at most what this process last knew was left (``cached.remaining``, also
+    capped by the caller's ``remaining_budget``), taking each grant off it before scoring, so
+    concurrent requests cannot spend one unit twice; a session this process never saw gets no
+    grant. The answer is queued for the store (``settle_later``): once Redis answers, the
+    request id holds it and the budget is charged for a fail-open intervene (refunded for any
+    late charge of the request's own script).
+    """
+    claim = body.remaining_budget
+    known = None if cached is None else cached.remaining
+    if known is not None and claim is not None:
+        known = min(known, claim)
+    c = known if known is not None else (claim if claim is not None else 0)
     horizon = (cached.horizon if cached else None) or scorer0.horizon
     left = body.steps_left if body.steps_left is not None else max(horizon - body.step, 0)
+    cost = scorer0.cost
+    is_open = svc.settings.fail_mode == "open"
+    reserved = is_open and cached is not None and known is not None and known >= cost
+    if reserved:
+        assert cached is not None  # noqa: S101 - implied by reserved
+        cached.remaining -= cost  # taken before any await: one unit is never granted twice
     scorer, scored = await _score(svc, feats, body, c, c, left)
-    if svc.settings.fail_mode == "open":
-        go = bool(scored.intervene[0])
-        return _outcome(
-            body, tenant, rid, scorer, scored,
-            before=c, go=go, reason="fail_open", left=left, degraded=True,
-        )  # fmt: skip
-    return _outcome(
-        body, tenant, rid, scorer, scored,
-        before=c, go=False, reason="fail_closed", left=left, degraded=True,
+    go = reserved and bool(scored.intervene[0])
+    if reserved and not go:
+        assert cached is not None  # noqa: S101 - implied by reserved
+        cached.remaining += cost
+    out = _outcome(
+        body, tenant, rid, scorer, scored, before=c, go=go,
+        reason="fail_open" if is_open else "fail_closed", left=left, degraded=True,
     )  # fmt: skip
+    r = out.response
+    svc.store.settle_later(
+        key,
+        Record(
+            request_id=rid, digest=digest, charge=cost if go else 0, granted=go, before=c,
+            remaining=r.remaining_budget, wanted=go, answer=encode_answer(r),
+        ),
+    )  # fmt: skip
+    return out
 
 
 def _outcome(
@@ -175,7 +311,6 @@ def _outcome(
     left: int,
     after: int | None = None,
     degraded: bool = False,
-    replayed: bool = False,
 ) -> Outcome:
     """Build the answer; ``after`` defaults to ``before`` less the cost when intervening."""
     if after is None:
@@ -199,7 +334,7 @@ def _outcome(
         charged=(before - after) if (go and not degraded) else 0,
         before=before,
         steps_left=left,
-        replayed=replayed,
+        replayed=False,
         tenant=tenant,
         features=body.state.features,
         text=body.state.text,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from service.budget.protocol import BudgetStore, Grant, Plan, SessionInfo, SessionKey
+from service.budget.protocol import BudgetStore, Grant, Plan, Record, SessionInfo, SessionKey
 from service.errors import BudgetStoreUnavailableError
 from service.metrics import Metrics
 
@@ -43,13 +43,31 @@ class InstrumentedStore:
         return info
 
     async def try_consume(
-        self, key: SessionKey, request_id: str | None, cost: int, plan: Plan | None = None
+        self,
+        key: SessionKey,
+        request_id: str | None,
+        cost: int,
+        plan: Plan | None = None,
+        digest: str = "-",
     ) -> Grant:
         """Run ``try_consume``, timed."""
         grant: Grant = await self._timed(
-            "try_consume", self.inner.try_consume(key, request_id, cost, plan)
+            "try_consume", self.inner.try_consume(key, request_id, cost, plan, digest)
         )
         return grant
+
+    async def settle(self, key: SessionKey, record: Record) -> bool:
+        """Run ``settle``, timed."""
+        ok: bool = await self._timed("settle", self.inner.settle(key, record))
+        return ok
+
+    def settle_later(self, key: SessionKey, record: Record) -> None:
+        """Queue a settlement (untimed: it returns at once)."""
+        self.inner.settle_later(key, record)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait for queued settlements."""
+        return await self.inner.drain(timeout_s)
 
     async def remaining(self, key: SessionKey) -> int:
         """Run ``remaining``, timed."""

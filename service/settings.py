@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     redis_cooldown_s: float = Field(
         0.5, ge=0, le=60, description="After a Redis error, skip Redis this long (then retry)."
     )
+    redis_deadline_s: float = Field(
+        0.2, gt=0, le=5,
+        description="A decision script starting later than this after it was sent writes nothing "
+        "(must be below the command timeout).",
+    )  # fmt: skip
+    request_id_cap: int = Field(
+        1024, ge=1, le=1_000_000,
+        description="Request-id records per session and generation (two generations are kept).",
+    )  # fmt: skip
     fail_mode: Literal["closed", "open"] = Field(
         "closed",
         description="Budget store down: 'closed' never intervenes, 'open' trusts the helper.",
@@ -69,6 +78,15 @@ class Settings(BaseSettings):
         ),
         description="Set (by __main__ when workers > 1) to aggregate metrics across workers.",
     )
+
+    @model_validator(mode="after")
+    def _deadline_below_timeout(self) -> Settings:
+        if self.redis_deadline_s >= self.redis_socket_timeout_s:
+            raise ValueError(
+                f"redis_deadline_s ({self.redis_deadline_s}) must be below "
+                f"redis_socket_timeout_s ({self.redis_socket_timeout_s})"
+            )
+        return self
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod

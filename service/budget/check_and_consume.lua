@@ -1,39 +1,61 @@
--- Atomic check-and-consume of one session's intervention budget (DESIGN.md §7).
--- KEYS[1]  <prefix>{tenant:session}      hash: budget, remaining, ttl_ms, closed, ...
--- KEYS[2]  <prefix>{tenant:session}:req  hash: request id -> "granted before after wanted"
---          (both keys share the hash tag, so the script is Redis Cluster safe)
--- ARGV[1]  request id ('' = no idempotency record)
+-- Atomic check-and-consume of one session's intervention budget (docs/service.md, "Budget store").
+-- KEYS[1]  <prefix>{tenant:session}          hash: budget, remaining, ttl_ms, closed, ...
+-- KEYS[2]  <prefix>{tenant:session}:req      hash: request id -> record (current generation)
+-- KEYS[3]  <prefix>{tenant:session}:req:old  the previous generation (read only here)
+--          (all keys share the hash tag, so the script is Redis Cluster safe)
+-- ARGV[1]  request id ('' = no record)
 -- ARGV[2]  cost (integer >= 0)
 -- ARGV[3]  plan offset lo (integer >= 0)
 -- ARGV[4]  plan: '' = always want to charge; else char i (1-based) = '1' to intervene when the
 --          remaining budget is lo + i - 1
--- Returns {status, granted, before, after, wanted, replayed}
---   status 0 = answered, -1 = no such session, -2 = plan misses remaining (before = remaining),
---   -3 = session closed. Only status 0 with granted = 1 writes the budget; the budget never
---   goes negative; a replay returns the recorded answer and writes nothing.
+-- ARGV[5]  deadline, Redis TIME in ms (0 = none): a script that starts later writes nothing
+-- ARGV[6]  body digest (no spaces) recorded with the request id
+-- ARGV[7]  cap: records per generation; a full generation becomes the old one
+-- ARGV[8..] the answer text for remaining lo, lo + 1, ... (stored with the record, replayed as is)
+-- Record: 'charged granted before after wanted at_ms digest answer' (at_ms: Redis TIME, ms)
+-- Returns {status, granted, before, after, wanted, now_ms, answer}
+--   status 0 = answered, 1 = replay of the record (fields are the record's), -1 = no such
+--   session, -2 = plan misses remaining (before = remaining), -3 = session closed, -4 = past the
+--   deadline, -5 = the request id was recorded with another digest. Only status 0 writes; the
+--   budget never goes negative.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local nows = string.format('%.3f', now)
+local deadline = tonumber(ARGV[5])
+if deadline > 0 and now > deadline then
+  return {-4, 0, 0, 0, 0, nows, ''}
+end
 local ttl = redis.call('HGET', KEYS[1], 'ttl_ms')
 if not ttl then
-  return {-1, 0, 0, 0, 0, 0}
+  return {-1, 0, 0, 0, 0, nows, ''}
 end
 local rid = ARGV[1]
 if rid ~= '' then
-  local prev = redis.call('HGET', KEYS[2], rid)
+  local prev = redis.call('HGET', KEYS[2], rid) or redis.call('HGET', KEYS[3], rid)
   if prev then
-    local g, b, a, w = string.match(prev, '^(%d+) (%d+) (%d+) (%d+)$')
-    return {0, tonumber(g), tonumber(b), tonumber(a), tonumber(w), 1}
+    local g, b, a, w, d, ans = string.match(prev, '^%d+ (%d) (%d+) (%d+) (%d) %d+ (%S+) (.*)$')
+    if not g then  -- a record of the earlier format 'granted before after wanted': no answer
+      g, b, a, w = string.match(prev, '^(%d+) (%d+) (%d+) (%d+)$')
+      d, ans = ARGV[6], ''
+    end
+    if d ~= ARGV[6] then
+      return {-5, 0, 0, 0, 0, nows, ''}
+    end
+    return {1, tonumber(g), tonumber(b), tonumber(a), tonumber(w), nows, ans}
   end
 end
 if redis.call('HGET', KEYS[1], 'closed') == '1' then
-  return {-3, 0, 0, 0, 0, 0}
+  return {-3, 0, 0, 0, 0, nows, ''}
 end
 local cost = tonumber(ARGV[2])
+local lo = tonumber(ARGV[3])
 local before = tonumber(redis.call('HGET', KEYS[1], 'remaining'))
 local want = 1
 local plan = ARGV[4]
 if plan ~= '' then
-  local i = before - tonumber(ARGV[3]) + 1
+  local i = before - lo + 1
   if i < 1 or i > string.len(plan) then
-    return {-2, 0, before, before, 0, 0}
+    return {-2, 0, before, before, 0, nows, ''}
   end
   if string.sub(plan, i, i) ~= '1' then
     want = 0
@@ -49,8 +71,14 @@ if want == 1 and before >= cost then
   end
 end
 if rid ~= '' then
-  redis.call('HSET', KEYS[2], rid, granted .. ' ' .. before .. ' ' .. after .. ' ' .. want)
+  local answer = ARGV[8 + before - lo] or ''
+  if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then
+    redis.call('RENAME', KEYS[2], KEYS[3])
+  end
+  redis.call('HSET', KEYS[2], rid, table.concat(
+    {before - after, granted, before, after, want, math.floor(now), ARGV[6], answer}, ' '))
   redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-return {0, granted, before, after, want, 0}
+return {0, granted, before, after, want, nows, ''}

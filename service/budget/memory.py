@@ -2,6 +2,7 @@
 
 Each method takes a lock around a plain dict, so the store is atomic under threads as well as
 on the event loop. Expiry is lazy: a session whose sliding deadline has passed is gone.
+Request-id records live in two generations of at most ``cap`` each, as in Redis.
 """
 
 from __future__ import annotations
@@ -12,17 +13,49 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from service.budget.protocol import Grant, Plan, PlanMissError, SessionInfo, SessionKey
+from service.budget.protocol import (
+    Grant,
+    Plan,
+    PlanMissError,
+    Record,
+    RequestIdReusedError,
+    SessionInfo,
+    SessionKey,
+)
 from service.errors import SessionClosedError, SessionNotFoundError
 
 __all__ = ["MemoryBudgetStore"]
+
+
+def _now_ms() -> float:
+    return time.time() * 1000.0
+
+
+@dataclass
+class _Entry:
+    charged: int
+    grant: Grant
+    digest: str
+    at_ms: float  # wall-clock ms the record was written (Redis uses its TIME)
 
 
 @dataclass
 class _Session:
     info: SessionInfo
     deadline: float  # monotonic seconds
-    requests: dict[str, Grant] = field(default_factory=dict)
+    requests: dict[str, _Entry] = field(default_factory=dict)
+    old: dict[str, _Entry] = field(default_factory=dict)
+
+    def find(self, request_id: str) -> tuple[dict[str, _Entry], _Entry] | None:
+        for gen in (self.requests, self.old):
+            if request_id in gen:
+                return gen, gen[request_id]
+        return None
+
+    def put(self, request_id: str, entry: _Entry, cap: int) -> None:
+        if len(self.requests) >= cap:
+            self.old, self.requests = self.requests, {}
+        self.requests[request_id] = entry
 
 
 class MemoryBudgetStore:
@@ -30,8 +63,9 @@ class MemoryBudgetStore:
 
     kind = "memory"
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, cap: int = 1024) -> None:
         self._clock = clock
+        self._cap = cap
         self._lock = threading.Lock()
         self._sessions: dict[SessionKey, _Session] = {}
 
@@ -75,30 +109,82 @@ class MemoryBudgetStore:
             del self._sessions[k]
 
     async def try_consume(
-        self, key: SessionKey, request_id: str | None, cost: int, plan: Plan | None = None
+        self,
+        key: SessionKey,
+        request_id: str | None,
+        cost: int,
+        plan: Plan | None = None,
+        digest: str = "-",
     ) -> Grant:
         """Atomic check-and-consume, idempotent per request id, sliding TTL."""
         with self._lock:
             s = self._live(key)
-            if request_id and request_id in s.requests:
-                return replace(s.requests[request_id], replayed=True)
+            if request_id:
+                found = s.find(request_id)
+                if found is not None:
+                    entry = found[1]
+                    if entry.digest != digest:
+                        raise RequestIdReusedError(request_id)
+                    return replace(entry.grant, replayed=True)
             if s.info.closed:
                 raise SessionClosedError(f"session {key.session_id!r} is closed")
             before = s.info.remaining
             want = True
+            lo = 0
             if plan is not None:
                 if not plan.covers(before):
                     raise PlanMissError(before)
-                want = plan.wants_at(before)
+                want, lo = plan.wants_at(before), plan.lo
             granted = want and before >= cost
             after = before - cost if granted else before
             grant = Grant(granted=granted, before=before, remaining=after, wanted=want)
             if granted:
                 s.info = replace(s.info, remaining=after)
             if request_id:
-                s.requests[request_id] = grant
+                answers = plan.answers if plan is not None else ()
+                text = answers[before - lo] if before - lo < len(answers) else ""
+                entry = _Entry(before - after, replace(grant, answer=text), digest, _now_ms())
+                s.put(request_id, entry, self._cap)
             s.deadline = self._clock() + s.info.ttl_s
             return grant
+
+    async def settle(self, key: SessionKey, record: Record) -> bool:
+        """Record a degraded answer (same rules as settle.lua; this store never degrades)."""
+        return self._settle(key, record)
+
+    def _settle(self, key: SessionKey, record: Record) -> bool:
+        with self._lock:
+            try:
+                s = self._live(key)
+            except SessionNotFoundError:
+                return False
+            found = s.find(record.request_id)
+            charged_before, at = 0, _now_ms()
+            if found is not None:
+                entry = found[1]
+                if entry.grant.answer == record.answer or entry.at_ms > record.deadline_ms:
+                    return True  # settled already, or a later retry's answer: it stays
+                charged_before, at = entry.charged, entry.at_ms
+            remaining = s.info.remaining
+            after = max(remaining + charged_before - record.charge, 0)
+            s.info = replace(s.info, remaining=after)
+            grant = Grant(
+                record.granted, record.before, record.remaining, record.wanted, answer=record.answer
+            )
+            entry = _Entry(charged_before + remaining - after, grant, record.digest, at)
+            if found is not None:
+                found[0][record.request_id] = entry
+            else:
+                s.put(record.request_id, entry, self._cap)
+            return True
+
+    def settle_later(self, key: SessionKey, record: Record) -> None:
+        """Settle now: this store is always reachable."""
+        self._settle(key, record)
+
+    async def drain(self, timeout_s: float) -> int:
+        """Nothing is ever queued."""
+        return 0
 
     async def remaining(self, key: SessionKey) -> int:
         """Peek at the remaining budget."""

@@ -2,8 +2,11 @@
 
 A session's budget lives under a key hash-tagged ``{tenant:session}``. ``try_consume`` is the
 only mutation on the hot path and is atomic: it reads the remaining budget, decides whether
-to charge (``plan``), charges at most ``cost``, records the answer under the request id so a
-retry replays it without a second charge, and slides the TTL. A refusal writes no budget.
+to charge (``plan``), charges at most ``cost``, records the answer text under the request id
+(with a digest of the request body) so a retry replays it without a second charge, and slides
+the TTL. A refusal writes no budget. ``settle`` records an answer given while the store was
+unreachable (a degraded answer), so the budget and later replays agree with what the client
+received. Request-id records are kept in two generations of at most ``cap`` each per session.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ __all__ = [
     "Grant",
     "Plan",
     "PlanMissError",
+    "Record",
+    "RequestIdReusedError",
     "SessionInfo",
     "SessionKey",
 ]
@@ -45,6 +50,7 @@ class Plan:
 
     lo: int
     wants: tuple[bool, ...]
+    answers: tuple[str, ...] = ()  # answer text per budget level, recorded with the request id
 
     def covers(self, remaining: int) -> bool:
         """Say whether the plan holds an entry for ``remaining``."""
@@ -66,7 +72,8 @@ class Grant:
     ``before`` is the remaining budget the decision was taken at, ``remaining`` what is left
     after it. ``wanted`` says the plan (or a plain call) asked to charge; ``granted`` that
     ``cost`` was charged. ``replayed`` marks the recorded answer of an earlier request with
-    the same id: nothing was charged this time.
+    the same id: nothing was charged this time, and ``answer`` is the answer text recorded
+    then (empty when none was given).
     """
 
     granted: bool
@@ -74,6 +81,27 @@ class Grant:
     remaining: int
     wanted: bool
     replayed: bool = False
+    answer: str = ""
+
+
+@dataclass(frozen=True)
+class Record:
+    """An answer given without the store (degraded), to be recorded by :meth:`BudgetStore.settle`.
+
+    ``charge`` is what the answer used (``cost`` for a fail-open intervene, else 0);
+    ``deadline_ms`` the Redis-time deadline its own script had (0 when none was sent), which
+    tells the request's own late record from a later retry's.
+    """
+
+    request_id: str
+    digest: str
+    charge: int
+    granted: bool
+    before: int
+    remaining: int
+    wanted: bool
+    answer: str
+    deadline_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,14 @@ class SessionInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+class RequestIdReusedError(Exception):
+    """The request id was recorded for a request with another body; nothing was written."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"request id {request_id!r} was already used with a different body")
+        self.request_id = request_id
+
+
 class PlanMissError(Exception):
     """The plan does not cover the session's remaining budget; nothing was written."""
 
@@ -105,7 +141,7 @@ class BudgetStore(Protocol):
     """Per-session intervention budgets.
 
     Errors: SessionNotFoundError, SessionClosedError, BudgetStoreUnavailableError
-    (service.errors), PlanMissError.
+    (service.errors), PlanMissError, RequestIdReusedError.
     """
 
     kind: str  # "redis" or "memory"
@@ -122,9 +158,30 @@ class BudgetStore(Protocol):
         ...
 
     async def try_consume(
-        self, key: SessionKey, request_id: str | None, cost: int, plan: Plan | None = None
+        self,
+        key: SessionKey,
+        request_id: str | None,
+        cost: int,
+        plan: Plan | None = None,
+        digest: str = "-",
     ) -> Grant:
-        """Atomically charge ``cost`` if the plan wants it at the current budget and it fits."""
+        """Atomically charge ``cost`` if the plan wants it at the current budget and it fits.
+
+        A request id already recorded replays (``digest`` must match, else
+        RequestIdReusedError).
+        """
+        ...
+
+    async def settle(self, key: SessionKey, record: Record) -> bool:
+        """Record a degraded answer under its request id now (settle.lua); False = no session."""
+        ...
+
+    def settle_later(self, key: SessionKey, record: Record) -> None:
+        """Queue :meth:`settle` to run once the store answers again (never raises, never waits)."""
+        ...
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for queued settlements; return how many are left."""
         ...
 
     async def remaining(self, key: SessionKey) -> int:

@@ -1,63 +1,114 @@
-"""Redis budget store: one Lua script does check-and-consume (``check_and_consume.lua``).
+"""Redis budget store: every mutation is one Lua script, so it runs on Redis or Redis Cluster.
 
-Keys: ``<prefix>{tenant:session}`` (hash) and ``<prefix>{tenant:session}:req`` (request ids),
-sharing one hash tag so every command touches one Cluster slot. The client has short
-timeouts, one immediate retry (a pooled connection gone stale after a Redis restart) and
-no backoff loop. After an error the store answers "unavailable" at once for
-``cooldown_s`` seconds instead of waiting on a dead server, then tries again: recovery is
-automatic.
+Keys: ``<prefix>{tenant:session}`` (hash), ``...:req`` and ``...:req:old`` (request-id
+records, two generations of at most ``cap``), sharing one hash tag so every script touches one
+Cluster slot. ``check_and_consume.lua`` is the hot path (one round trip per decision). It
+carries a deadline in Redis time: a script that starts after the client stopped waiting
+writes nothing, so a slow Redis cannot charge for an answer the client never received. The
+client has short timeouts, one immediate retry on a broken connection (a pooled connection
+gone stale after a restart; never after a timeout) and no backoff loop. After an error the
+store answers "unavailable" at once for ``cooldown_s`` seconds, then tries again. Degraded
+answers are queued and settled (``settle.lua``) in the background once Redis answers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import dataclasses
 import json
+import logging
 import time
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
-from service.budget.protocol import Grant, Plan, PlanMissError, SessionInfo, SessionKey
+from service.budget.protocol import (
+    Grant,
+    Plan,
+    PlanMissError,
+    Record,
+    RequestIdReusedError,
+    SessionInfo,
+    SessionKey,
+)
 from service.errors import BudgetStoreUnavailableError, SessionClosedError, SessionNotFoundError
 
 __all__ = ["RedisBudgetStore", "load_script", "make_client"]
 
+_log = logging.getLogger("helpseek.service")
+_OFFSET_WINDOW_S = 10.0  # clock-offset samples older than two windows are forgotten
+_SETTLE_QUEUE = 10_000  # degraded answers waiting for Redis (oldest dropped beyond)
 
-def load_script() -> str:
-    """Text of the check-and-consume Lua script shipped with the package."""
-    return resources.files("service.budget").joinpath("check_and_consume.lua").read_text()
+
+def load_script(name: str = "check_and_consume.lua") -> str:
+    """Text of one of the Lua scripts shipped with the package."""
+    return resources.files("service.budget").joinpath(name).read_text()
 
 
 def make_client(url: str, connect_timeout_s: float, socket_timeout_s: float) -> Redis:
-    """One asyncio client (with its pool) per process: short timeouts, one quick retry."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=socket_timeout_s,
-        retry=Retry(NoBackoff(), retries=1),
-        decode_responses=True,
-        health_check_interval=0,
-    )
+    """One asyncio client (with its pool) per process: short timeouts, one quick retry.
+
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``) builds a Redis Cluster client
+    seeded from that node; any other URL a plain client.
+    """
+    common: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_timeout": socket_timeout_s,
+        "retry": Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        "decode_responses": True,
+        "health_check_interval": 0,
+    }
+    scheme, sep, rest = url.partition("://")
+    if scheme.endswith("+cluster") and sep:
+        seed = f"{scheme.removesuffix('+cluster')}://{rest}"
+        return RedisCluster.from_url(seed, require_full_coverage=False, **common)  # type: ignore[return-value]
+    return Redis.from_url(url, **common)
 
 
 class RedisBudgetStore:
-    """Budgets in Redis hashes; all mutation of ``remaining`` goes through the Lua script."""
+    """Budgets in Redis hashes; all mutation goes through the Lua scripts."""
 
     kind = "redis"
 
-    def __init__(self, client: Redis, prefix: str = "helpseek:", cooldown_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str = "helpseek:",
+        cooldown_s: float = 0.5,
+        deadline_s: float = 0.2,
+        cap: int = 1024,
+    ) -> None:
         self._r = client
         self._prefix = prefix
         self._cooldown_s = cooldown_s
+        self._deadline_ms = deadline_s * 1000.0
+        self._cap = cap
         self._down_until = 0.0
-        self._script = client.register_script(load_script())
+        self._consume = client.register_script(load_script())
+        self._settle = client.register_script(load_script("settle.lua"))
+        self._session = client.register_script(load_script("session.lua"))
+        # lower bounds of (Redis clock - local clock) in ms: max over the current and last window
+        self._offset: list[float | None] = [None, None]
+        self._offset_epoch = 0.0
+        self._queue: collections.OrderedDict[tuple[SessionKey, str], Record] = (
+            collections.OrderedDict()
+        )
+        self._failed: collections.OrderedDict[tuple[SessionKey, str], float] = (
+            collections.OrderedDict()
+        )
+        self._settler: asyncio.Task[None] | None = None
+        self.settle_dropped = 0
 
-    def _keys(self, key: SessionKey) -> tuple[str, str]:
+    def _keys(self, key: SessionKey) -> list[str]:
         base = f"{self._prefix}{{{key.tag}}}"
-        return base, base + ":req"
+        return [base, base + ":req", base + ":req:old"]
 
     def _check_breaker(self) -> None:
         if self._down_until and time.monotonic() < self._down_until:
@@ -65,9 +116,37 @@ class RedisBudgetStore:
                 "budget store unavailable (cooling down after an error)"
             )
 
-    def _tripped(self, exc: Exception) -> BudgetStoreUnavailableError:
+    def _tripped(self, exc: Exception | str) -> BudgetStoreUnavailableError:
         self._down_until = time.monotonic() + self._cooldown_s
-        return BudgetStoreUnavailableError(f"budget store unavailable: {type(exc).__name__}: {exc}")
+        why = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        return BudgetStoreUnavailableError(f"budget store unavailable: {why}")
+
+    # -- clock offset: Redis TIME vs local time, from every reply (a lower bound each) --------
+
+    def _observe(self, redis_ms: float, local_recv_ms: float) -> None:
+        sample = redis_ms - local_recv_ms
+        now = time.monotonic()
+        if now - self._offset_epoch > _OFFSET_WINDOW_S:
+            self._offset = [self._offset[1], None]
+            self._offset_epoch = now
+        cur = self._offset[1]
+        self._offset[1] = sample if cur is None else max(cur, sample)
+
+    def _offset_ms(self) -> float | None:
+        known = [o for o in self._offset if o is not None]
+        return max(known) if known else None
+
+    async def _deadline(self) -> float:
+        """Return the Redis-time deadline for a script sent now (calibrates once with TIME)."""
+        offset = self._offset_ms()
+        if offset is None:
+            sec, usec = await self._r.time()
+            self._observe(sec * 1000.0 + usec / 1000.0, time.time() * 1000.0)
+            offset = self._offset_ms()
+            assert offset is not None  # noqa: S101 - just observed
+        return time.time() * 1000.0 + self._deadline_ms + offset
+
+    # -- the protocol ------------------------------------------------------------------------
 
     async def create(
         self,
@@ -77,26 +156,14 @@ class RedisBudgetStore:
         horizon: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> SessionInfo:
-        """Start a session: one MULTI with HSET + PEXPIRE."""
+        """Start a session (session.lua 'create': drops any old records of the same key)."""
         self._check_breaker()
-        k, req = self._keys(key)
         now = time.time()
         ttl_ms = max(int(ttl_s * 1000), 1)
-        fields: dict[str, str | int] = {
-            "budget": budget,
-            "remaining": budget,
-            "horizon": -1 if horizon is None else horizon,
-            "ttl_ms": ttl_ms,
-            "created_at": repr(now),
-            "closed": 0,
-            "metadata": json.dumps(metadata or {}),
-        }
+        args = ["create", budget, ttl_ms, -1 if horizon is None else horizon, repr(now),
+                json.dumps(metadata or {})]  # fmt: skip
         try:
-            async with self._r.pipeline(transaction=True) as pipe:
-                pipe.delete(k, req)
-                pipe.hset(k, mapping=fields)  # type: ignore[arg-type]
-                pipe.pexpire(k, ttl_ms)
-                await pipe.execute()
+            await self._session(keys=self._keys(key), args=args)
         except RedisError as exc:
             raise self._tripped(exc) from exc
         self._down_until = 0.0
@@ -105,78 +172,129 @@ class RedisBudgetStore:
         )
 
     async def try_consume(
-        self, key: SessionKey, request_id: str | None, cost: int, plan: Plan | None = None
+        self,
+        key: SessionKey,
+        request_id: str | None,
+        cost: int,
+        plan: Plan | None = None,
+        digest: str = "-",
     ) -> Grant:
         """One EVALSHA of check_and_consume.lua (see the script for the exact contract)."""
         self._check_breaker()
-        lo, wants = (plan.lo, plan.encode()) if plan is not None else (0, "")
+        lo, wants, answers = (plan.lo, plan.encode(), plan.answers) if plan else (0, "", ())
+        deadline = 0.0
         try:
-            out = await self._script(
-                keys=list(self._keys(key)), args=[request_id or "", cost, lo, wants]
-            )
+            deadline = await self._deadline()
+            out = await self._consume(
+                keys=self._keys(key),
+                args=[request_id or "", cost, lo, wants, f"{deadline:.3f}", digest, self._cap,
+                      *answers],
+            )  # fmt: skip
         except RedisError as exc:
+            self._remember_failed(key, request_id, deadline)
             raise self._tripped(exc) from exc
+        self._observe(float(out[5]), time.time() * 1000.0)
+        status = int(out[0])
+        if status == -4:
+            raise self._tripped("the script started after its deadline (Redis was slow)")
         self._down_until = 0.0
-        status, granted, before, after, wanted, replayed = (int(v) for v in out)
+        granted, before, after, wanted = (int(v) for v in out[1:5])
         if status == -1:
             raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
         if status == -3:
             raise SessionClosedError(f"session {key.session_id!r} is closed")
         if status == -2:
             raise PlanMissError(before)
-        return Grant(bool(granted), before, after, bool(wanted), bool(replayed))
+        if status == -5:
+            raise RequestIdReusedError(request_id or "")
+        return Grant(bool(granted), before, after, bool(wanted), status == 1, str(out[6]))
 
-    async def remaining(self, key: SessionKey) -> int:
-        """HGET remaining."""
-        return (await self.describe(key)).remaining
-
-    async def describe(self, key: SessionKey) -> SessionInfo:
-        """HGETALL + PTTL in one pipeline."""
-        self._check_breaker()
-        k, _ = self._keys(key)
+    async def settle(self, key: SessionKey, record: Record) -> bool:
+        """One EVALSHA of settle.lua; False when the session is gone."""
+        args = [record.request_id, record.charge, record.digest, self._cap, int(record.granted),
+                record.before, record.remaining, int(record.wanted), f"{record.deadline_ms:.3f}",
+                record.answer]  # fmt: skip
         try:
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.hgetall(k)
-                pipe.pttl(k)
-                fields, pttl = await pipe.execute()
+            out = await self._settle(keys=self._keys(key), args=args)
         except RedisError as exc:
             raise self._tripped(exc) from exc
         self._down_until = 0.0
-        if not fields or "ttl_ms" not in fields:
-            raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
-        return _info(fields, pttl)
+        return int(out[0]) >= 0
 
-    async def close(self, key: SessionKey, success: bool, steps: int) -> SessionInfo:
-        """Record the outcome once (WATCH/MULTI; a concurrent change retries once)."""
+    def _remember_failed(self, key: SessionKey, request_id: str | None, deadline: float) -> None:
+        """Keep the deadline of a script whose answer never came (read by settle_later)."""
+        if request_id and deadline:
+            self._failed[(key, request_id)] = deadline
+            while len(self._failed) > _SETTLE_QUEUE:
+                self._failed.popitem(last=False)
+
+    def settle_later(self, key: SessionKey, record: Record) -> None:
+        """Queue the record; a background task settles the queue once Redis answers.
+
+        The record gets the deadline of the request's own failed script, if one was sent.
+        """
+        sent = self._failed.pop((key, record.request_id), 0.0)
+        if not record.deadline_ms and sent:
+            record = dataclasses.replace(record, deadline_ms=sent)
+        self._queue[(key, record.request_id)] = record
+        while len(self._queue) > _SETTLE_QUEUE:
+            self._queue.popitem(last=False)
+            self.settle_dropped += 1
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.get_running_loop().create_task(self._run_settler())
+
+    async def _run_settler(self) -> None:
+        while self._queue:
+            wait = self._down_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            (key, rid), record = next(iter(self._queue.items()))
+            try:
+                await self.settle(key, record)
+            except BudgetStoreUnavailableError:
+                await asyncio.sleep(max(self._cooldown_s, 0.05))
+                continue
+            if self._queue.get((key, rid)) is record:
+                del self._queue[(key, rid)]
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the settle queue to empty; return what is left."""
+        end = time.monotonic() + timeout_s
+        while self._queue and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        return len(self._queue)
+
+    async def remaining(self, key: SessionKey) -> int:
+        """Return the remaining budget (via describe)."""
+        return (await self.describe(key)).remaining
+
+    async def describe(self, key: SessionKey) -> SessionInfo:
+        """session.lua 'describe' (HGETALL + PTTL in one read-only script)."""
         self._check_breaker()
-        k, req = self._keys(key)
         try:
-            for _ in range(3):
-                async with self._r.pipeline(transaction=True) as pipe:
-                    await pipe.watch(k)
-                    fields: dict[str, str] = await pipe.hgetall(k)  # type: ignore[assignment]
-                    if not fields or "ttl_ms" not in fields:
-                        raise SessionNotFoundError(
-                            f"session {key.session_id!r} not found or expired"
-                        )
-                    if fields.get("closed") == "1":
-                        raise SessionClosedError(
-                            f"session {key.session_id!r} already has an outcome"
-                        )
-                    pipe.multi()
-                    pipe.hset(k, mapping={"closed": 1, "success": int(success), "steps": steps})
-                    pipe.pexpire(k, int(fields["ttl_ms"]))
-                    pipe.pexpire(req, int(fields["ttl_ms"]))
-                    try:
-                        await pipe.execute()
-                    except WatchError:
-                        continue
-                    fields.update(closed="1", success=str(int(success)), steps=str(steps))
-                    self._down_until = 0.0
-                    return _info(fields, int(fields["ttl_ms"]))
+            out = await self._session(keys=self._keys(key), args=["describe"])
         except RedisError as exc:
             raise self._tripped(exc) from exc
-        raise BudgetStoreUnavailableError("budget store: outcome kept conflicting, try again")
+        self._down_until = 0.0
+        if int(out[0]) == -1 and len(out) == 1:
+            raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
+        return _info(_pairs(out[1:]), int(out[0]))
+
+    async def close(self, key: SessionKey, success: bool, steps: int) -> SessionInfo:
+        """Record the outcome once (session.lua 'close', atomic)."""
+        self._check_breaker()
+        try:
+            out = await self._session(keys=self._keys(key), args=["close", int(success), steps])
+        except RedisError as exc:
+            raise self._tripped(exc) from exc
+        self._down_until = 0.0
+        status = int(out[0])
+        if status == -1:
+            raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
+        if status == -3:
+            raise SessionClosedError(f"session {key.session_id!r} already has an outcome")
+        fields = _pairs(out[1:])
+        return _info(fields, int(fields["ttl_ms"]))
 
     async def ping(self) -> bool:
         """PING (ignores the cooldown, so readiness probes see recovery first)."""
@@ -189,8 +307,18 @@ class RedisBudgetStore:
         return ok
 
     async def aclose(self) -> None:
-        """Close the client and its pool."""
+        """Give queued settlements a moment, then close the client and its pool."""
+        if self._queue:
+            left = await self.drain(1.0)
+            if left:
+                _log.warning("budget store: %d degraded answers left unsettled", left)
+        if self._settler is not None:
+            self._settler.cancel()
         await self._r.aclose()
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
 def _info(fields: dict[str, str], pttl: int) -> SessionInfo:
