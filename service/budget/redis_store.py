@@ -26,8 +26,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from service.budget.protocol import (
     Grant,
@@ -45,6 +46,10 @@ __all__ = ["RedisBudgetStore", "load_script", "make_client"]
 _log = logging.getLogger("helpseek.service")
 _OFFSET_WINDOW_S = 10.0  # clock-offset samples older than two windows are forgotten
 _SETTLE_QUEUE = 10_000  # degraded answers waiting for Redis (oldest dropped beyond)
+# What a call to Redis may raise when the server is slow, dead or failing over. AttributeError:
+# redis-py's async Cluster client can hand out a connection another task just closed while
+# the topology is being refreshed (a closed writer); it means "unavailable", never a 500.
+_CLIENT_ERRORS = (RedisError, RedisClusterException, OSError, AttributeError)
 
 
 def load_script(name: str = "check_and_consume.lua") -> str:
@@ -90,7 +95,10 @@ class RedisBudgetStore:
         self._cooldown_s = cooldown_s
         self._deadline_ms = deadline_s * 1000.0
         self._cap = cap
-        self._down_until = 0.0
+        # circuit breaker: monotonic time until which a slot is skipped (one entry off Cluster)
+        self._down_until: dict[int, float] = {}
+        self._cluster = isinstance(client, RedisCluster)
+        self._init_lock = asyncio.Lock()
         self._consume = client.register_script(load_script())
         self._settle = client.register_script(load_script("settle.lua"))
         self._session = client.register_script(load_script("session.lua"))
@@ -103,6 +111,7 @@ class RedisBudgetStore:
         self._failed: collections.OrderedDict[tuple[SessionKey, str], float] = (
             collections.OrderedDict()
         )
+        self._pending: collections.Counter[SessionKey] = collections.Counter()  # queued per key
         self._settler: asyncio.Task[None] | None = None
         self.settle_dropped = 0
 
@@ -110,16 +119,37 @@ class RedisBudgetStore:
         base = f"{self._prefix}{{{key.tag}}}"
         return [base, base + ":req", base + ":req:old"]
 
-    def _check_breaker(self) -> None:
-        if self._down_until and time.monotonic() < self._down_until:
+    def _slot(self, key: SessionKey) -> int:
+        """Breaker entry of a key: its Cluster hash slot (a dead node trips only its own)."""
+        return key_slot(key.tag.encode()) if self._cluster else 0
+
+    def _check_breaker(self, key: SessionKey) -> None:
+        until = self._down_until.get(self._slot(key))
+        if until is not None and time.monotonic() < until:
             raise BudgetStoreUnavailableError(
                 "budget store unavailable (cooling down after an error)"
             )
 
-    def _tripped(self, exc: Exception | str) -> BudgetStoreUnavailableError:
-        self._down_until = time.monotonic() + self._cooldown_s
+    def _tripped(self, key: SessionKey, exc: Exception | str) -> BudgetStoreUnavailableError:
+        self._down_until[self._slot(key)] = time.monotonic() + self._cooldown_s
         why = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         return BudgetStoreUnavailableError(f"budget store unavailable: {why}")
+
+    def _healthy(self, key: SessionKey) -> None:
+        if self._down_until:
+            self._down_until.pop(self._slot(key), None)
+
+    async def _ready(self) -> None:
+        """Initialise a Cluster client once, under a lock.
+
+        redis-py's async cluster client initialises lazily on every command that finds it
+        uninitialised; concurrent first commands then re-create each other's connections
+        (seen here as AttributeError on a closed writer).
+        """
+        if self._cluster and self._r._initialize:  # type: ignore[attr-defined]  # noqa: SLF001
+            async with self._init_lock:
+                if self._r._initialize:  # type: ignore[attr-defined]  # noqa: SLF001
+                    await self._r.initialize()  # type: ignore[attr-defined]
 
     # -- clock offset: Redis TIME vs local time, from every reply (a lower bound each) --------
 
@@ -157,16 +187,17 @@ class RedisBudgetStore:
         metadata: dict[str, Any] | None = None,
     ) -> SessionInfo:
         """Start a session (session.lua 'create': drops any old records of the same key)."""
-        self._check_breaker()
+        self._check_breaker(key)
         now = time.time()
         ttl_ms = max(int(ttl_s * 1000), 1)
         args = ["create", budget, ttl_ms, -1 if horizon is None else horizon, repr(now),
                 json.dumps(metadata or {})]  # fmt: skip
         try:
+            await self._ready()
             await self._session(keys=self._keys(key), args=args)
-        except RedisError as exc:
-            raise self._tripped(exc) from exc
-        self._down_until = 0.0
+        except _CLIENT_ERRORS as exc:
+            raise self._tripped(key, exc) from exc
+        self._healthy(key)
         return SessionInfo(
             budget, budget, horizon, float(ttl_s), now + ttl_s, now, metadata=dict(metadata or {})
         )
@@ -180,24 +211,27 @@ class RedisBudgetStore:
         digest: str = "-",
     ) -> Grant:
         """One EVALSHA of check_and_consume.lua (see the script for the exact contract)."""
-        self._check_breaker()
+        self._check_breaker(key)
         lo, wants, answers = (plan.lo, plan.encode(), plan.answers) if plan else (0, "", ())
         deadline = 0.0
         try:
+            await self._ready()
+            if self._pending and key in self._pending:
+                await self._settle_pending(key)
             deadline = await self._deadline()
             out = await self._consume(
                 keys=self._keys(key),
                 args=[request_id or "", cost, lo, wants, f"{deadline:.3f}", digest, self._cap,
                       *answers],
             )  # fmt: skip
-        except RedisError as exc:
+        except _CLIENT_ERRORS as exc:
             self._remember_failed(key, request_id, deadline)
-            raise self._tripped(exc) from exc
+            raise self._tripped(key, exc) from exc
         self._observe(float(out[5]), time.time() * 1000.0)
         status = int(out[0])
         if status == -4:
-            raise self._tripped("the script started after its deadline (Redis was slow)")
-        self._down_until = 0.0
+            raise self._tripped(key, "the script started after its deadline (Redis was slow)")
+        self._healthy(key)
         granted, before, after, wanted = (int(v) for v in out[1:5])
         if status == -1:
             raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
@@ -215,10 +249,11 @@ class RedisBudgetStore:
                 record.before, record.remaining, int(record.wanted), f"{record.deadline_ms:.3f}",
                 record.answer]  # fmt: skip
         try:
+            await self._ready()
             out = await self._settle(keys=self._keys(key), args=args)
-        except RedisError as exc:
-            raise self._tripped(exc) from exc
-        self._down_until = 0.0
+        except _CLIENT_ERRORS as exc:
+            raise self._tripped(key, exc) from exc
+        self._healthy(key)
         return int(out[0]) >= 0
 
     def _remember_failed(self, key: SessionKey, request_id: str | None, deadline: float) -> None:
@@ -236,26 +271,44 @@ class RedisBudgetStore:
         sent = self._failed.pop((key, record.request_id), 0.0)
         if not record.deadline_ms and sent:
             record = dataclasses.replace(record, deadline_ms=sent)
+        if (key, record.request_id) not in self._queue:
+            self._pending[key] += 1
         self._queue[(key, record.request_id)] = record
         while len(self._queue) > _SETTLE_QUEUE:
-            self._queue.popitem(last=False)
+            (dropped, _), _ = self._queue.popitem(last=False)
+            self._unpend(dropped)
             self.settle_dropped += 1
         if self._settler is None or self._settler.done():
             self._settler = asyncio.get_running_loop().create_task(self._run_settler())
 
     async def _run_settler(self) -> None:
         while self._queue:
-            wait = self._down_until - time.monotonic()
+            (key, rid), record = next(iter(self._queue.items()))
+            wait = self._down_until.get(self._slot(key), 0.0) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            (key, rid), record = next(iter(self._queue.items()))
             try:
                 await self.settle(key, record)
             except BudgetStoreUnavailableError:
                 await asyncio.sleep(max(self._cooldown_s, 0.05))
                 continue
-            if self._queue.get((key, rid)) is record:
-                del self._queue[(key, rid)]
+            self._settled(key, rid, record)
+
+    def _settled(self, key: SessionKey, rid: str, record: Record) -> None:
+        if self._queue.get((key, rid)) is record:
+            del self._queue[(key, rid)]
+            self._unpend(key)
+
+    def _unpend(self, key: SessionKey) -> None:
+        self._pending[key] -= 1
+        if self._pending[key] <= 0:
+            del self._pending[key]
+
+    async def _settle_pending(self, key: SessionKey) -> None:
+        """Settle this session's queued answers first, so a decision sees their charges."""
+        for (k, rid), record in [(kr, r) for kr, r in self._queue.items() if kr[0] == key]:
+            await self.settle(k, record)
+            self._settled(k, rid, record)
 
     async def drain(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for the settle queue to empty; return what is left."""
@@ -270,24 +323,26 @@ class RedisBudgetStore:
 
     async def describe(self, key: SessionKey) -> SessionInfo:
         """session.lua 'describe' (HGETALL + PTTL in one read-only script)."""
-        self._check_breaker()
+        self._check_breaker(key)
         try:
+            await self._ready()
             out = await self._session(keys=self._keys(key), args=["describe"])
-        except RedisError as exc:
-            raise self._tripped(exc) from exc
-        self._down_until = 0.0
+        except _CLIENT_ERRORS as exc:
+            raise self._tripped(key, exc) from exc
+        self._healthy(key)
         if int(out[0]) == -1 and len(out) == 1:
             raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
         return _info(_pairs(out[1:]), int(out[0]))
 
     async def close(self, key: SessionKey, success: bool, steps: int) -> SessionInfo:
         """Record the outcome once (session.lua 'close', atomic)."""
-        self._check_breaker()
+        self._check_breaker(key)
         try:
+            await self._ready()
             out = await self._session(keys=self._keys(key), args=["close", int(success), steps])
-        except RedisError as exc:
-            raise self._tripped(exc) from exc
-        self._down_until = 0.0
+        except _CLIENT_ERRORS as exc:
+            raise self._tripped(key, exc) from exc
+        self._healthy(key)
         status = int(out[0])
         if status == -1:
             raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
@@ -299,11 +354,12 @@ class RedisBudgetStore:
     async def ping(self) -> bool:
         """PING (ignores the cooldown, so readiness probes see recovery first)."""
         try:
+            await self._ready()
             ok = bool(await self._r.ping())
-        except RedisError:
+        except _CLIENT_ERRORS:
             return False
         if ok:
-            self._down_until = 0.0
+            self._down_until.clear()
         return ok
 
     async def aclose(self) -> None:

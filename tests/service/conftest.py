@@ -19,8 +19,18 @@ from service.app import create_app
 from service.budget import MemoryBudgetStore, RedisBudgetStore, make_client
 from service.budget.protocol import BudgetStore
 from service.settings import Settings
+from tests.service.redis_procs import RedisProc, start_cluster
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisProc]]:
+    """A real 3-master Redis Cluster on loopback for the session (tests must not kill it)."""
+    nodes = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield nodes
+    for node in nodes:
+        node.kill()
 
 
 @pytest_asyncio.fixture(params=["memory", "redis"])
