@@ -139,6 +139,8 @@ def helper_decide(helper: Helper, fixed: int | None = None, clip: int | None = N
 
 
 def offline_decide(q: OfflineQPolicy) -> Decide:
+    """Decide callback of the offline deep-RL comparator (budget in its state)."""
+
     def decide(ctx: RunContext) -> bool:
         return q.decide(ctx.features, int(ctx.remaining_budget), ctx.steps_left)
 
@@ -148,6 +150,7 @@ def offline_decide(q: OfflineQPolicy) -> Decide:
 def baseline_decide(
     name: str, params: dict[str, Any], ps: PolicySet, rng: np.random.Generator
 ) -> Decide:
+    """Decide callback of a baseline-registry policy (PRM scores computed when it has a PRM)."""
     policy = make_policy(name, **params)
     prm = ps.prm
 
@@ -186,6 +189,7 @@ def oracle_decide(ps: PolicySet) -> Decide:
 
 
 def log_contexts(ps: PolicySet) -> BatchContext | None:
+    """The training log's rows as baseline contexts (threshold calibration), if there is one."""
     if ps.log is None or ps.prm is None:
         return None
     log = ps.log
@@ -225,7 +229,6 @@ def match_random_rate(
     early once within 2% (or 0.01) of the target. A target at or above what p = 1 reaches
     returns p = 1.
     """
-
     seed = int(rng.integers(2**31))  # one noise stream for every probe: usage monotone in p
 
     def usage(p: float) -> float:

@@ -1,4 +1,4 @@
-"""Self-checks every evaluation report opens with: does the run agree with itself?
+"""Self-checks every evaluation report opens with: the run must agree with itself.
 
 A live evaluation can contradict the exact solver in ways no single table shows (the k > 1
 horizon bug did: "helper/oracle 2.904"). :func:`self_checks` tests the metrics of
@@ -61,7 +61,7 @@ def _monotone(cells: dict[int, dict[str, Any]]) -> tuple[bool, str]:
 
 
 def self_checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The checks of the module docstring on an evaluation's metrics dict."""
+    """Run the checks of the module docstring on an evaluation's metrics dict."""
     out: list[dict[str, Any]] = []
     pred = metrics.get("oracle_prediction") or {}
     oracle = _cells(metrics, "dp_oracle")

@@ -71,7 +71,7 @@ def play(
     """
     n = mdp.n
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def decision(t: int, s: int, c: int) -> tuple[float, float]:
         if t >= horizon:
             return 0.0, 0.0  # time is up: the episode ended without success
@@ -82,7 +82,7 @@ def play(
         q1 = (q1[0], q1[1] + 1.0)
         return q1 if choose(t, s, c, q0, q1) else q0
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def expert(t: int, s: int, c: int, j: int) -> tuple[float, float]:
         if t >= horizon:
             return 0.0, 0.0  # the horizon cuts the intervention: no credit after H
