@@ -189,7 +189,7 @@ def oracle_decide(ps: PolicySet) -> Decide:
 
 
 def log_contexts(ps: PolicySet) -> BatchContext | None:
-    """The training log's rows as baseline contexts (threshold calibration), if there is one."""
+    """Return the training log's rows as baseline contexts (threshold calibration), or None."""
     if ps.log is None or ps.prm is None:
         return None
     log = ps.log
