@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "Evaluate an artifact live against every baseline"),
     "train-text": ("training.text_pipeline", "Text/LLM path: collect with texts, text PRM, DP, text helper, text artifact"),
     "export-log": ("training.export_log", "Turn the service's decision log into a Phase I step log"),
+    "check-env": ("training.check_env", "Check an --env adapter (built-in or plug-in) against the protocol"),
 }
 # fmt: on
 
