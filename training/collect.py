@@ -4,6 +4,14 @@ One shard per task seed: ``episodes_per_seed`` rollouts of that seed, rollout j 
 at random with probability ``p_grid[j % len(p_grid)]``. A shard depends only on the config
 and its seed (episode RNGs come from :func:`training.envs.episode_rng`), so the rows are the
 same for any number of workers or either backend. Finished shards are skipped on re-runs.
+
+Shards run on a local process pool (``--backend process``) or on Ray (``--backend ray``): a
+local Ray started for the run, or an existing cluster when ``RAY_ADDRESS`` is set (e.g.
+``127.0.0.1:6379`` or ``ray://head:10001``). On Ray, the content of any plug-in ``.py`` file
+the spec loads travels with each task (workers need helpseek installed, not the file), each
+worker returns its shard's bytes and the driver writes them, so the output folder need not
+be shared; a task whose worker dies is retried (``max_retries``), and a re-run after the
+driver dies skips every shard already written.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import argparse
 import hashlib
 import json
 import multiprocessing as mp
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,36 +34,51 @@ from tqdm import tqdm
 from helpseek_core.types import STEP_LOG_SCHEMA_VERSION
 from training.config import DEFAULT_P_GRID, CollectConfig, parse_seeds
 from training.envs import EnvAdapter, episode_rng, episodes_to_steplog, make_env, run_episode
+from training.envs.plugin import install_sources, plugin_sources
+from training.envs.registry import spec_files
 from training.steplog_io import META_KEY, StepLogError, write_manifest, write_steplog
 
-__all__ = ["ShardTask", "add_arguments", "collect_shard", "from_args", "main", "plan_shards"]
+__all__ = [
+    "RAY_MAX_RETRIES",
+    "ShardTask",
+    "add_arguments",
+    "collect_shard",
+    "collect_shard_bytes",
+    "from_args",
+    "main",
+    "plan_shards",
+]
 
 ShardTask = dict[str, Any]
+RAY_MAX_RETRIES = 3  # a Ray task whose worker process dies is run again up to this many times
 _ADAPTERS: dict[str, EnvAdapter] = {}  # per-process cache: building an adapter runs VI / imports
 
 
-def _fingerprint(cfg: CollectConfig) -> str:
-    keys = (
-        "env",
-        "episodes_per_seed",
-        "p_grid",
-        "k",
-        "cost",
-        "intervention_type",
-        "root_seed",
-        "record_text",
-    )
-    blob = json.dumps({k: cfg.to_dict()[k] for k in keys}, sort_keys=True)
+def _fingerprint(cfg: CollectConfig, spec: str) -> str:
+    """Hash of what fixes the rows: the canonical spec, plug-in file contents, the settings."""
+    keys = ("episodes_per_seed", "p_grid", "k", "cost", "intervention_type", "root_seed",
+            "record_text")  # fmt: skip
+    fields = {k: cfg.to_dict()[k] for k in keys}
+    fields["env"] = spec
+    files = plugin_sources(spec_files(spec))
+    if files:
+        fields["plugin_sha256"] = {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def plan_shards(cfg: CollectConfig) -> list[ShardTask]:
-    """One task per seed, train pool first; episode ids are position x episodes_per_seed + j."""
-    fp = _fingerprint(cfg)
+def plan_shards(cfg: CollectConfig, spec: str | None = None) -> list[ShardTask]:
+    """One task per seed, train pool first; episode ids are position x episodes_per_seed + j.
+
+    ``spec`` is the adapter's canonical spec (default: build it from ``cfg.env``); tasks carry
+    it, so a worker in any folder or on any machine rebuilds the same adapter.
+    """
+    spec = spec or _adapter(cfg.env).spec
+    fp = _fingerprint(cfg, spec)
     seeds = [("train", s) for s in cfg.train_seeds] + [("test", s) for s in cfg.test_seeds]
     return [
         {
-            "env": cfg.env, "split": split, "task_id": seed, "name": f"{split}-{seed:07d}.parquet",
+            "env": spec, "split": split, "task_id": seed, "name": f"{split}-{seed:07d}.parquet",
             "path": str(Path(cfg.out) / "shards" / f"{split}-{seed:07d}.parquet"),
             "first_episode": i * cfg.episodes_per_seed, "episodes": cfg.episodes_per_seed,
             "p_grid": list(cfg.p_grid), "k": cfg.k, "cost": cfg.cost,
@@ -125,18 +150,44 @@ def _run_process(tasks: list[ShardTask], workers: int) -> Iterable[dict[str, Any
             yield fut.result()
 
 
-def _run_ray(tasks: list[ShardTask], workers: int) -> Iterable[dict[str, Any]]:
+def collect_shard_bytes(task: ShardTask, sources: dict[str, bytes]) -> tuple[dict[str, Any], bytes]:
+    """Ray task: run one shard on a worker; return (summary, the shard file's bytes).
+
+    Installs the shipped plug-in files first, writes the shard into a private temporary
+    file; the driver writes the bytes to the output folder.
+    """
+    install_sources(sources)
+    with tempfile.TemporaryDirectory(prefix="helpseek-shard-") as tmp:
+        summary = collect_shard({**task, "path": str(Path(tmp) / task["name"])})
+        return summary, (Path(tmp) / task["name"]).read_bytes()
+
+
+def _write_atomic(path: Path, content: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+
+
+def _run_ray(tasks: list[ShardTask], workers: int, address: str | None) -> Iterable[dict[str, Any]]:
+    """Run shards on Ray: an existing cluster at ``address``, else a local Ray of ``workers`` CPUs."""
     import ray
 
     started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    if started and address:
+        ray.init(address=address, log_to_driver=False)
+    elif started:
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(collect_shard)
-        pending = [remote.remote(t) for t in tasks]
+        sources = plugin_sources(spec_files(tasks[0]["env"])) if tasks else {}
+        shipped = ray.put(sources)
+        remote = ray.remote(max_retries=RAY_MAX_RETRIES)(collect_shard_bytes)
+        pending = {remote.remote(t, shipped): t for t in tasks}
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            done, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(done[0])
+            summary, content = ray.get(done[0])
+            _write_atomic(Path(task["path"]), content)
+            yield summary
     finally:
         if started:
             ray.shutdown()
@@ -145,18 +196,26 @@ def _run_ray(tasks: list[ShardTask], workers: int) -> Iterable[dict[str, Any]]:
 def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
     """Collect every shard not yet on disk, then write the manifest; returns ``cfg.out``."""
     out = Path(cfg.out)
+    adapter = _adapter(cfg.env)  # a bad spec fails before anything is written
+    _ADAPTERS.setdefault(adapter.spec, adapter)  # forked workers inherit the cache
     (out / "shards").mkdir(parents=True, exist_ok=True)
-    adapter = _adapter(cfg.env)  # validates the spec first; forked workers inherit the cache
-    tasks = plan_shards(cfg)
+    tasks = plan_shards(cfg, adapter.spec)
     done = {t["name"]: s for t in tasks if (s := _finished(t)) is not None}
     todo = [t for t in tasks if t["name"] not in done]
+    ray_address = (os.environ.get("RAY_ADDRESS") or None) if cfg.backend == "ray" else None
+    where = f" on the Ray cluster at {ray_address}" if ray_address else ""
     log(
-        f"collect {adapter.spec}: {len(tasks)} shards, {len(done)} already done, {len(todo)} to run"
+        f"collect {adapter.spec}: {len(tasks)} shards, {len(done)} already done, "
+        f"{len(todo)} to run{where}"
     )
     t0 = time.perf_counter()
-    runner = _run_ray if cfg.backend == "ray" else _run_process
+    workers = min(cfg.workers, max(len(todo), 1))
+    if cfg.backend == "ray":
+        shards = _run_ray(todo, workers, ray_address)
+    else:
+        shards = _run_process(todo, workers)
     bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not cfg.progress)
-    for summary in runner(todo, min(cfg.workers, max(len(todo), 1))):
+    for summary in shards:
         done[summary["name"]] = summary
         bar.update(1)
     bar.close()
@@ -190,9 +249,14 @@ def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
         "has_text": cfg.record_text,
         "shards": shards,
         "counts": counts,
-        "fingerprint": _fingerprint(cfg),
+        "fingerprint": tasks[0]["fingerprint"] if tasks else _fingerprint(cfg, adapter.spec),
         "config": cfg.to_dict(),
-        "last_run": {"shards_run": len(todo), "seconds": round(elapsed, 3)},
+        "last_run": {
+            "shards_run": len(todo),
+            "seconds": round(elapsed, 3),
+            "backend": cfg.backend,
+            "ray_address": ray_address,
+        },  # fmt: skip
     }
     write_manifest(out, manifest)
     log(
@@ -205,7 +269,10 @@ def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``helpseek collect``."""
     d = CollectConfig.__dataclass_fields__
-    parser.add_argument("--env", required=True, help="env spec: preset, toy_text id or BabyAI id")
+    parser.add_argument(
+        "--env", required=True,
+        help="env spec: preset, toy_text id, BabyAI id or plug-in FILE.py:FACTORY[:key=value,...]",
+    )  # fmt: skip
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--train-seeds", default="0-49", help="train pool, e.g. 0-49 or 1,2,3")
     parser.add_argument("--test-seeds", default="10000-10019", help="held-out pool")
@@ -220,7 +287,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root-seed", type=int, default=0)
     parser.add_argument("--text", action="store_true", help="also store text renderings")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--backend", choices=("process", "ray"), default="process")
+    parser.add_argument(
+        "--backend", choices=("process", "ray"), default="process",
+        help="process pool, or Ray (a local one; an existing cluster when RAY_ADDRESS is set)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
 
 

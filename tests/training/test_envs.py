@@ -306,3 +306,8 @@ def test_unsupported_ids_say_what_is_supported(spec: str, reason: str) -> None:
     text = str(err.value)
     assert text.startswith(f"env spec {spec!r}: ") and reason in text
     assert "BabyAI-* levels" in text and "FILE.py:FACTORY" in text and "docs/your-agent.md" in text
+
+
+def test_option_values_are_typed() -> None:
+    _, env_kw, _ = parse_spec("Taxi-v4:a=nan,b=1e-3,c=True,d=07,e=x/y,desc=AB/CD")
+    assert env_kw == {"a": "nan", "b": 0.001, "c": True, "d": 7, "e": "x/y", "desc": ["AB", "CD"]}

@@ -1,9 +1,12 @@
 """The environment-adapter contract every Phase I environment implements.
 
-An adapter wraps one real environment (a gymnasium toy_text env or a minigrid BabyAI level)
-together with its *weak base agent* and its *expert*, so that the episode runner
-(:func:`training.envs.runner.run_episode`) can ask, at every decision point, "proceed with
-the weak agent, or let the expert act for k steps?" without knowing which environment it is.
+An adapter wraps one real environment (a gymnasium toy_text env, a minigrid BabyAI level, or
+your own through a plug-in spec, :mod:`training.envs.plugin`) together with its *weak base
+agent* and its *expert*, so that the episode runner (:func:`training.envs.runner.run_episode`)
+can ask, at every decision point, "proceed with the weak agent, or let the expert act for k
+steps?" without knowing which environment it is. The protocol is :class:`EnvAdapter`;
+``helpseek check-env SPEC`` (:mod:`training.check_env`) checks an adapter against it, and
+docs/your-agent.md walks through writing one (example: examples/doorkey_adapter.py).
 
 Errors raised here (the training side's environment errors)::
 
@@ -94,38 +97,59 @@ class EnvAdapter(Protocol):
     pick ``weak_action(rng)`` or ``expert_action()`` and ``step(action)`` until the result is
     terminated or truncated. ``step`` must be given the action really executed, whoever chose
     it, so the expert stays in sync and can take over at any step.
+
+    Determinism: an episode may depend only on ``reset(seed, dynamics_seed)`` and the ``rng``
+    handed to ``weak_action`` — no global RNG, clock or ``hash()`` — so collection gives the
+    same rows for any number of workers, on any machine.
+
+    Optional members, used when present:
+
+    - ``exact_arrays() -> ExactArrays``: the exact model (transitions, weak and expert
+      policies, start distribution) over the non-terminal states, keyed like ``state_key``;
+      with it the DP oracle and the PRM report use the exact model instead of an estimate.
+    - ``n_actions: int``: ``check-env`` then checks that actions lie in ``range(n_actions)``.
     """
 
-    spec: str  # the canonical spec string that rebuilds this adapter with make_env
-    feature_names: list[str]  # names of features(), in order
-    horizon: int  # step limit H of the current episode (valid after reset)
+    spec: str  # the canonical spec string that rebuilds this adapter with make_env (set by it)
+    feature_names: list[str]  # names of features(), in order; distinct
+    horizon: int  # step limit H of the current episode (a positive int, valid after reset)
     agent: str  # name of the weak agent, e.g. "eps0.2", "wallblind"
     expert: str  # name of the expert, e.g. "value-iteration", "babyai-bot"
 
     def reset(self, seed: int, dynamics_seed: int | None = None) -> None:
-        """Start the task instance ``seed``; ``dynamics_seed`` seeds stochastic transitions."""
+        """Start the task instance ``seed``; ``dynamics_seed`` seeds stochastic transitions.
+
+        Set ``horizon`` for this episode here if it depends on the task.
+        """
         ...
 
     def state_key(self) -> int:
-        """Stable int64 identity of the current (Markov) state."""
+        """Stable int64 identity of the current (Markov) state (an ``int``; use ``stable_key``).
+
+        Equal situations should share a key (the model counts visits per key); the key must
+        be the same in every process and Python version.
+        """
         ...
 
     def features(self) -> np.ndarray:
-        """(F,) float32 feature vector of the current state."""
+        """(F,) float32 finite feature vector of the current state, F = len(feature_names)."""
         ...
 
     def text(self) -> str:
-        """Short text rendering of the current state for the LLM path."""
+        """Non-empty text rendering of the current state (the LLM path reads it)."""
         ...
 
     def weak_action(self, rng: np.random.Generator) -> int:
-        """Return the base agent's action in the current state."""
+        """Return the base agent's action (an ``int``), drawing any randomness from ``rng``."""
         ...
 
     def expert_action(self) -> int:
-        """Return the expert's action in the current state."""
+        """Return the expert's action (an ``int``) in the current state."""
         ...
 
     def step(self, action: int) -> StepResult:
-        """Execute ``action``; the step limit ``horizon`` is enforced here."""
+        """Execute ``action``; return the outcome, ``truncated=True`` once ``horizon`` steps ran.
+
+        ``success`` only with ``terminated``; a time-out is ``truncated``, not a failure state.
+        """
         ...

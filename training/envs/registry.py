@@ -57,12 +57,13 @@ SUPPORTED = (
 
 
 def _value(text: str) -> Any:
+    """bool (true/false), int, float (only numerals: ``nan`` and ``inf`` stay strings), str."""
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
     for cast in (int, float):
         try:
-            return cast(text)
+            return cast(text) if any(c.isdigit() for c in text) else text
         except ValueError:
             pass
     return text
