@@ -45,7 +45,9 @@ async def make_store(
 
 def _plan(lo: int, wants: str) -> Plan:
     """A plan whose answer text at budget c is 'ans@c'."""
-    return Plan(lo, tuple(w == "1" for w in wants), tuple(f"ans@{lo + i}" for i in range(len(wants))))
+    return Plan(
+        lo, tuple(w == "1" for w in wants), tuple(f"ans@{lo + i}" for i in range(len(wants)))
+    )
 
 
 @pytest.mark.asyncio
