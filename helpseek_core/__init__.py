@@ -9,6 +9,7 @@ Where each piece lives (one module per job):
 ``exact``              exact models from known dynamics + exact policy evaluation
 ``budgeted``           the exact budgeted DP over (t, s, c): every c <= Cmax in one pass
 ``lagrangian``         the paper's penalty-r solver and reward/usage search
+``typed``              several intervention types: the exact DP over (t, s, c_1..c_m)
 ``labels``             optimal-action labels for logged (t, s) from either solver
 ``occupancy``          forward occupancy of a budgeted policy: its intervention rate
 ``prm``                PRM inference: tabular Monte-Carlo and numpy MLP
