@@ -13,7 +13,7 @@ import numpy as np
 from helpseek_core.budgeted import folded_rewards
 from helpseek_core.types import BudgetedSolution, TabularModel
 
-__all__ = ["dp_intervention_rate"]
+__all__ = ["dp_intervention_rate", "intervention_rate"]
 
 
 def dp_intervention_rate(model: TabularModel, solution: BudgetedSolution) -> np.ndarray:
@@ -22,9 +22,18 @@ def dp_intervention_rate(model: TabularModel, solution: BudgetedSolution) -> np.
     A forward pass of the state-budget occupancy under the DP policy from the start
     distribution: mass at (t, s, c) proceeds to t + 1 or intervenes to t + k with c - cost.
     """
+    return intervention_rate(model, solution.policy)
+
+
+def intervention_rate(model: TabularModel, policy: np.ndarray) -> np.ndarray:
+    """(C,) expected interventions per decision point of any budgeted policy (H, S, C) bool.
+
+    Same pass as :func:`dp_intervention_rate`; the policy must not intervene where the
+    remaining budget is below the cost (the solver's and the helper's never do).
+    """
     (p0, p1), _ = folded_rewards(model)
     p0t, p1t = p0.T.tocsr(), p1.T.tocsr()
-    h, s_n, c_n = solution.policy.shape
+    h, s_n, c_n = policy.shape
     k, cost = model.k, model.cost
     ring = np.zeros((k + 1, s_n, c_n, c_n))  # [.., s, c0, c]
     for c0 in range(c_n):
@@ -37,7 +46,7 @@ def dp_intervention_rate(model: TabularModel, solution: BudgetedSolution) -> np.
         if not occ.any():
             continue
         decisions += occ.sum(axis=(0, 2))
-        pol = solution.policy[t][:, None, :]  # (S, 1, C)
+        pol = policy[t][:, None, :]  # (S, 1, C)
         go = occ * pol
         stay = occ - go
         interventions += go.sum(axis=(0, 2))

@@ -21,10 +21,10 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("training.collect", "Phase I: roll out with random interventions, write a step log"),
     "prm": ("training.prm", "Phase I: fit tabular and MLP process reward models, report calibration"),
-    "train": ("training.pipeline", "Whole pipeline: collect, PRM, DP, helper, evaluate, export an artifact"),
+    "train": ("training.pipeline", "Whole pipeline: collect (--env) or read a step log (--log), PRM, DP, helper, evaluate, export an artifact"),
     "evaluate": ("training.evaluate", "Evaluate an artifact live against every baseline"),
     "train-text": ("training.text_pipeline", "Text/LLM path: collect with texts, text PRM, DP, text helper, text artifact"),
-    "export-log": ("training.export_log", "Turn the service's decision log into a Phase I step log"),
+    "export-log": ("training.export_log", "Turn the service's decision log into a step log (train/test splits) for train --log"),
     "check-env": ("training.check_env", "Check an --env adapter (built-in or plug-in) against the protocol"),
 }
 # fmt: on

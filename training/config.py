@@ -1,16 +1,40 @@
-"""Phase I configuration: one frozen dataclass per stage, saved beside the stage's output.
+"""Stage configuration: one frozen dataclass per stage, and the command line derived from it.
 
 Every field is documented where it is declared; ``to_dict`` gives the JSON written into the
 collection manifest / PRM report, so a run can always be reproduced from its output.
+
+Every option is defined once (docs/design.md): :func:`add_dataclass_arguments` turns a stage
+dataclass into argparse options — field ``n_min`` -> ``--n-min``, its default -> the default
+shown in ``--help``, the string under the field (or ``metadata["help"]``) -> the help text,
+``bool`` -> ``--x/--no-x``, ``Literal`` -> choices, ``tuple[int, ...]`` -> ``1,2,3`` (seed
+fields also take ranges, ``0-99``), a nested stage dataclass -> its fields under the field's
+name (``helper.epochs`` -> ``--helper-epochs``) — and :func:`from_namespace` builds the
+config back, applying only the options given (unset ones keep the base config's values).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import argparse
+import ast
+import inspect
+import textwrap
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["DEFAULT_P_GRID", "CollectConfig", "PRMConfig", "parse_seeds"]
+__all__ = [
+    "DEFAULT_P_GRID",
+    "CollectConfig",
+    "PRMConfig",
+    "add_dataclass_arguments",
+    "field_docs",
+    "from_namespace",
+    "parse_seeds",
+]
 
 DEFAULT_P_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -105,6 +129,12 @@ class PRMConfig:
     """Bins of the expected calibration error."""
     seed: int = 0
     """Seed of weight init and minibatch order."""
+    test_fraction: float = 0.2
+    """Episodes held out for calibration when the log has no test split."""
+    split_seed: int = 0
+    """Seed of that episode split."""
+    exact: bool = True
+    """Compare with the exact model where the log's env spec builds one (toy_text)."""
     progress: bool = True
     """Show a tqdm bar over epochs."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -115,3 +145,133 @@ class PRMConfig:
         d = asdict(self)
         d["log"], d["out"] = str(self.log), str(self.out)
         return d
+
+
+# ---- the command line, derived from the dataclasses -------------------------------------------
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the docstring written under it in ``cls``'s body (base classes too)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for stmt, nxt in zip(body, body[1:], strict=False):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):  # fmt: skip
+                docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else tp), True
+    return tp, False
+
+
+def _comma(item: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
+    def parse(text: str) -> tuple[Any, ...]:
+        return tuple(item(p.strip()) for p in text.split(",") if p.strip())
+
+    return parse
+
+
+def _value_parser(name: str, tp: Any) -> tuple[Callable[[str], Any] | None, dict[str, Any]]:
+    """(argparse ``type``, extra argparse keywords) for a field type; (None, {}) = unsupported."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return None, {"action": argparse.BooleanOptionalAction}
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        return type(choices[0]), {"choices": choices}
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        if name.endswith("seeds") and item is int:
+            return parse_seeds, {"metavar": "SEEDS"}
+        if item in (int, float, str):
+            return _comma(item), {"metavar": f"{item.__name__.upper()},..."}
+        return None, {}
+    if tp in (int, float, str, Path):
+        return tp, {}
+    return None, {}
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    prefix: str = "",
+    skip: tuple[str, ...] = (),
+    aliases: Mapping[str, str] | None = None,
+    defaults: Any = None,
+) -> None:
+    """Add one option per field of the dataclass ``cls`` (nested stage dataclasses recursed).
+
+    Options are stored under the field's dotted path (``helper.epochs``) and default to
+    "not given" so :func:`from_namespace` can keep a base config's value. ``skip`` names dotted
+    paths to leave out; ``aliases`` maps a dotted path to its flag where the derived one is not
+    wanted (``{"model.n_min": "--n-min"}``); ``defaults`` is the base config whose values the
+    help text shows (default: the dataclass defaults).
+    """
+    aliases = aliases or {}
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in fields(cls):
+        path = prefix + f.name
+        if path in skip or not f.init:
+            continue
+        tp, optional = _strip_optional(hints[f.name])
+        default = getattr(defaults, f.name) if defaults is not None else (
+            f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else MISSING))  # fmt: skip
+        if is_dataclass(tp):
+            inner = default if is_dataclass(default) else None
+            add_dataclass_arguments(parser, tp, prefix=path + ".", skip=skip, aliases=aliases,  # type: ignore[arg-type]
+                                    defaults=inner)  # fmt: skip
+            continue
+        parse, extra = _value_parser(f.name, tp)
+        if parse is None and not extra:
+            continue  # dicts and other free-form fields are not options
+        help_text = f.metadata.get("help") or docs.get(f.name, "")
+        if default is MISSING and not optional:
+            extra["required"] = defaults is None
+        else:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text += f" (default: {shown})"
+        flag = aliases.get(path, "--" + path.replace(".", "-").replace("_", "-"))
+        kw: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS,
+                              "help": help_text.replace("%", "%%"), **extra}  # fmt: skip
+        if parse is not None:
+            kw["type"] = parse
+        parser.add_argument(flag, **kw)
+
+
+def from_namespace(cls: type, ns: argparse.Namespace | Mapping[str, Any], base: Any = None) -> Any:
+    """Build ``cls`` from parsed options: ``base`` (or the defaults) with the given ones applied."""
+    given = dict(vars(ns) if isinstance(ns, argparse.Namespace) else ns)
+    return _apply(cls, base, given, "")
+
+
+def _apply(cls: type, base: Any, given: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kw: dict[str, Any] = {}
+    for f in fields(cls):
+        path = prefix + f.name
+        tp, _ = _strip_optional(hints[f.name])
+        if is_dataclass(tp) and any(k.startswith(path + ".") for k in given):
+            inner = getattr(base, f.name) if base is not None else (
+                f.default if f.default is not MISSING else (
+                    f.default_factory() if f.default_factory is not MISSING else None))  # fmt: skip
+            kw[f.name] = _apply(tp, inner, given, path + ".")  # type: ignore[arg-type]
+        elif path in given:
+            kw[f.name] = given[path]
+    return replace(base, **kw) if base is not None else cls(**kw)

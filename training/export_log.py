@@ -3,8 +3,11 @@
 Input: the JSONL file the service writes (``service/decision_log.py``, docs/service.md): one
 object per line, ``"record": "decision"`` for each ``/should_intervene`` answer and
 ``"record": "outcome"`` when a session closes. Output: a step-log directory in the same format
-``helpseek collect`` writes (``manifest.json`` + ``shards/*.parquet``, split ``train``), so
-``helpseek prm`` and the Phase II estimator read it unchanged.
+``helpseek collect`` writes (``manifest.json`` + ``shards/train.parquet`` + ``shards/test.parquet``:
+a seeded ``test_fraction`` of the sessions held out), with ``k``, ``cost``, the step limits and
+the export counts in the manifest, so ``helpseek prm --log`` and ``helpseek train --log`` read it
+with no environment. The directory appears all at once, after every shard passed the schema
+check (:func:`training.steplog_io.write_log_dir`).
 
 Mapping (one step-log row per decision record of a session that has an outcome):
 
@@ -17,7 +20,8 @@ Mapping (one step-log row per decision record of a session that has an outcome):
 - ``success`` is the outcome's; ``truncated`` is set on a failed episode whose last decision
   had no steps left after it (``steps_left - duration <= 0``);
 - ``cost``, ``action``, ``intervention_type``, ``behavior_p`` are copied; ``task_id`` is the
-  episode's index (live sessions have no task seed).
+  episode's index (live sessions have no task seed); its step limit is ``t + steps_left`` of
+  its first decision that sent ``steps_left``.
 """
 
 from __future__ import annotations
@@ -31,10 +35,18 @@ from typing import Any
 
 import numpy as np
 
-from helpseek_core.types import STEP_LOG_SCHEMA_VERSION, StepLog
-from training.steplog_io import StepLogError, write_manifest, write_steplog
+from helpseek_core.types import StepLog
+from training.config import add_dataclass_arguments, from_namespace
+from training.steplog_io import StepLogError, split_episodes, write_log_dir
 
-__all__ = ["ExportConfig", "add_arguments", "decisions_to_steplog", "from_args", "main", "read_jsonl"]
+__all__ = [
+    "ExportConfig",
+    "add_arguments",
+    "decisions_to_steplog",
+    "from_args",
+    "main",
+    "read_jsonl",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,12 @@ class ExportConfig:
     """Output step-log directory (``manifest.json`` + ``shards/``)."""
     feature_names: tuple[str, ...] | None = None
     """Feature names for the step-log metadata (default: f0, f1, ...)."""
+    test_fraction: float = 0.2
+    """Fraction of the sessions written to the held-out ``test`` split."""
+    split_seed: int = 0
+    """Seed of that split."""
+    k: int | None = None
+    """Env steps per intervention for the manifest (default: the longest logged intervention)."""
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -69,7 +87,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[str, int]]:
+def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[str, Any]]:
     """Group decision records into episodes closed by an outcome; return the log and counts."""
     decisions: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     outcomes: dict[tuple[str, str], dict[str, Any]] = {}
@@ -86,6 +104,7 @@ def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[s
             outcomes[key] = rec
     cols: dict[str, list[Any]] = defaultdict(list)
     feats: list[np.ndarray] = []
+    limits: dict[int, int] = {}
     n_ep = 0
     for key in sorted(decisions, key=lambda k: decisions[k][0][0]):
         if key not in outcomes:
@@ -95,6 +114,9 @@ def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[s
             raise StepLogError(f"session {key[1]!r}: a decision has no feature vector (text-only)")
         out = outcomes[key]
         ts = [int(r["t"]) for r in rows]
+        lim = [int(r["t"]) + int(r["steps_left"]) for r in rows if r.get("steps_left") is not None]
+        if lim:
+            limits[n_ep] = lim[0]
         for j, r in enumerate(rows):
             last = j == len(rows) - 1
             end = int(out.get("steps", ts[j] + 1)) if last else ts[j + 1]
@@ -125,47 +147,42 @@ def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[s
         "rows": len(log),
         "sessions_without_outcome": sum(1 for k in decisions if k not in outcomes),
         "stateless_decisions": int(stateless),
+        "step_limits": limits if len(limits) == n_ep else None,
     }
     return log, counts
 
 
 def main(cfg: ExportConfig) -> Path:
-    """Read the decision log, write the step-log directory, return it."""
+    """Read the decision log, write the step-log directory (train + test), return it."""
     log, counts = decisions_to_steplog(read_jsonl(cfg.log))
     names = list(cfg.feature_names or (f"f{i}" for i in range(log.feature_dim)))
     if len(names) != log.feature_dim:
         raise StepLogError(f"{cfg.log}: {len(names)} feature names for dimension {log.feature_dim}")
-    out = Path(cfg.out)
-    name = "decision-log.parquet"
-    write_steplog(log, out / "shards" / name, feature_names=names)
-    successes = int(log.success[log.done].sum())
-    manifest = {
-        "schema_version": STEP_LOG_SCHEMA_VERSION,
-        "kind": "steplog",
-        "source": {"decision_log": str(cfg.log)},
-        "env": "service",
-        "agent": "production",
-        "expert": "production",
-        "feature_names": names,
-        "feature_dim": log.feature_dim,
-        "horizon": int((log.t.astype(np.int64) + log.duration).max()),
-        "shards": [{"name": name, "split": "train", "episodes": counts["episodes"],
-                    "rows": counts["rows"], "successes": successes}],  # fmt: skip
-        "counts": {"train": {**counts, "success_rate": successes / counts["episodes"]}},
-    }
-    write_manifest(out, manifest)
+    act = log.action == 1
+    costs = np.unique(log.cost[act])
+    if costs.shape[0] > 1:
+        raise StepLogError(f"{cfg.log}: interventions cost {costs.tolist()}; one cost per log")
+    cost = int(costs[0]) if costs.size else 1
+    k = cfg.k if cfg.k is not None else int(log.duration[act].max()) if act.any() else 1
+    limits = counts.pop("step_limits")
+    splits = {"train": log}
+    if counts["episodes"] >= 2 and cfg.test_fraction > 0:
+        splits["train"], splits["test"] = split_episodes(log, cfg.test_fraction, cfg.split_seed)
+    out = write_log_dir(
+        cfg.out, splits, names, env="service", agent="production", expert="production", k=k,
+        cost=cost, step_limits=limits,
+        extra={"source": {"decision_log": str(cfg.log)}, "export": counts,
+               "split": {"test_fraction": cfg.test_fraction, "seed": cfg.split_seed}},
+    )  # fmt: skip
     print(f"[helpseek export-log] {counts} -> {out}", flush=True)
     return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``helpseek export-log``."""
-    parser.add_argument("--log", required=True, type=Path, help="the service's decisions.jsonl")
-    parser.add_argument("--out", required=True, type=Path, help="output step-log directory")
-    parser.add_argument("--feature-names", help="comma-separated feature names")
+    """Arguments of ``helpseek export-log`` (derived from :class:`ExportConfig`)."""
+    add_dataclass_arguments(parser, ExportConfig)
 
 
 def from_args(ns: argparse.Namespace) -> ExportConfig:
     """Build the config from parsed arguments."""
-    names = tuple(ns.feature_names.split(",")) if ns.feature_names else None
-    return ExportConfig(log=ns.log, out=ns.out, feature_names=names)
+    return from_namespace(ExportConfig, ns)

@@ -44,6 +44,7 @@ __all__ = [
     "budgeted_rows",
     "decision_points",
     "fit_helper",
+    "label_table",
     "lagrangian_rows",
     "load_helper_npz",
     "row_accuracy",
@@ -89,6 +90,7 @@ class DecisionPoints:
     features: np.ndarray  # (P, F) float32   features of the first logged visit
     visits: np.ndarray  # (P,) int64   logged rows at this (t, s)
     steps_left: np.ndarray  # (P,) int64   the episode's step limit minus t (first visit)
+    row: np.ndarray  # (P,) int64   the first visit's row in the log (its text, ...)
 
 
 def decision_points(
@@ -110,9 +112,28 @@ def decision_points(
     pair = np.stack([t, keys], axis=1)
     uniq, first, counts = np.unique(pair, axis=0, return_index=True, return_counts=True)
     return DecisionPoints(
-        t=uniq[:, 0], state_key=uniq[:, 1], features=feats[first], visits=counts,
+        t=uniq[:, 0],
+        state_key=uniq[:, 1],
+        features=feats[first],
+        visits=counts,
         steps_left=left[first].astype(np.int64),
+        row=np.flatnonzero(known)[first],
     )
+
+
+def label_table(
+    points: DecisionPoints, model: TabularModel, solution: BudgetedSolution, cost: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the label rows: budgets (B,) = cost..cmax and labels (P, B) = the DP's action.
+
+    Every representation's helper trains on these (t, s, c) rows: features through
+    :func:`budgeted_rows`, text through ``training.text_pipeline``.
+    """
+    budgets = np.arange(cost, solution.cmax + 1)
+    if budgets.size == 0:
+        raise ShapeError(f"label_table: cmax {solution.cmax} < cost {cost}: nothing to learn")
+    labels = label_budgeted(solution, model, points.t, points.state_key)
+    return budgets, labels[:, budgets]
 
 
 def _weights(y: np.ndarray, visits: np.ndarray, cfg: HelperConfig) -> np.ndarray:
@@ -133,21 +154,19 @@ def budgeted_rows(
     cost: int,
     cfg: HelperConfig,
 ) -> HelperRows:
-    """(t, s) x every c in [cost, cmax], labelled by the exact solver's policy table."""
+    """(t, s) x every c in [cost, cmax], labelled by the exact solver (:func:`label_table`)."""
     cmax = solution.cmax
-    labels = label_budgeted(solution, model, points.t, points.state_key)
+    budgets, labels = label_table(points, model, solution, cost)
     xs, ys, vs = [], [], []
-    for c in range(cost, cmax + 1):
+    for j, c in enumerate(budgets):
         xs.append(
             encode_inputs(
                 stats, points.features, np.full(points.t.shape, c), points.steps_left,
                 cmax, horizon, cost,
             )
         )  # fmt: skip
-        ys.append(labels[:, c])
+        ys.append(labels[:, j])
         vs.append(points.visits)
-    if not xs:
-        raise ShapeError(f"budgeted_rows: cmax {cmax} < cost {cost}: nothing to learn")
     y = np.concatenate(ys).astype(np.float32)
     return HelperRows(np.concatenate(xs), y, _weights(y, np.concatenate(vs), cfg))
 

@@ -4,7 +4,9 @@ config -> read the train / test splits of a step log -> fit (a) the tabular Mont
 (``helpseek_core.prm.TabularPRM``) and (b) a torch MLP on ``[FeatureStats.normalise(features),
 action]`` exported as ``helpseek_core.prm.MLPPRM`` (``prm.npz``) -> calibration on the held-out
 (test-seed) episodes: ECE, Brier, AUROC against episode success, next to a constant predictor.
-Where the environment has an exact model (toy_text), also the mean absolute error of each PRM
+The held-out episodes are the log's test split, else a seeded fraction of its episodes
+(:func:`training.steplog_io.read_splits`). No environment is needed; where the log's env spec
+builds one with an exact model (toy_text), the report adds the mean absolute error of each PRM
 against the exact success probability Q_p(t, s, a) of the logged behaviour (base agent with
 random interventions at the row's p, k-step expert macro actions, step limit H).
 
@@ -24,18 +26,24 @@ from helpseek_core.helper import FeatureStats
 from helpseek_core.metrics import auroc, brier_score, ece
 from helpseek_core.prm import MLPPRM, PRM_FILE, TabularPRM
 from helpseek_core.types import StepLog
-from training.config import PRMConfig
-from training.envs import ExactArrays, make_env
-from training.steplog_io import read_steplog
+from training.config import PRMConfig, add_dataclass_arguments, from_namespace
+from training.envs import EnvAdapter, ExactArrays, make_env
+from training.steplog_io import read_splits
 
-__all__ = ["add_arguments", "calibration", "exact_behavior_q", "from_args", "main"]
+__all__ = ["add_arguments", "calibration", "exact_behavior_q", "fit", "from_args", "main"]
 
 
 def calibration(probs: np.ndarray, outcomes: np.ndarray, n_bins: int = 10) -> dict[str, float]:
-    """ECE, Brier and AUROC of probabilities against 0/1 outcomes."""
+    """ECE, Brier, AUROC, rows and base rate of success probabilities against 0/1 outcomes.
+
+    The one calibration report of the training package (feature and text PRMs alike).
+    """
     p = np.clip(np.asarray(probs, np.float64), 0.0, 1.0)
     y = np.asarray(outcomes).astype(np.int64)
-    return {"ece": ece(p, y, n_bins), "brier": brier_score(p, y), "auroc": auroc(p, y)}
+    return {
+        "ece": ece(p, y, n_bins), "brier": brier_score(p, y), "auroc": auroc(p, y),
+        "rows": int(y.shape[0]), "base_rate": float(y.mean()) if y.size else float("nan"),
+    }  # fmt: skip
 
 
 def exact_behavior_q(ex: ExactArrays, p: float, k: int) -> np.ndarray:
@@ -71,14 +79,35 @@ def _exact_targets(log: StepLog, ex: ExactArrays, k: int) -> np.ndarray:
     return out
 
 
+def _exact_adapter(spec: str, log_fn: Any) -> EnvAdapter | None:
+    """Return the log's environment if its spec builds one with an exact model, else None."""
+    try:
+        adapter = make_env(spec)
+    except (ValueError, ImportError) as exc:  # a service log ("service"), a user's own system
+        log_fn(f"no exact comparison: env {spec!r} is not buildable here ({exc})")
+        return None
+    return adapter if callable(getattr(adapter, "exact_arrays", None)) else None
+
+
 def main(cfg: PRMConfig, log_fn: Any = print) -> Path:
-    """Fit both PRMs on the train split, evaluate on the test split, write the outputs."""
+    """Read the log's train / held-out splits, fit both PRMs, write the outputs."""
+    train, test, manifest, how = read_splits(cfg.log, cfg.test_fraction, cfg.split_seed)
+    return fit(cfg, train, test, manifest, log_fn, held_out=how)
+
+
+def fit(
+    cfg: PRMConfig, train: StepLog, test: StepLog, manifest: dict[str, Any], log_fn: Any = print,
+    adapter: EnvAdapter | None = None, held_out: str = "test split",
+) -> Path:  # fmt: skip
+    """Fit both PRMs on ``train``, calibrate on ``test``, write the outputs into ``cfg.out``.
+
+    ``adapter``: the environment for the exact comparison (default: built from the manifest's
+    env spec when it can be; never required).
+    """
     from training.mlp import fit_mlp  # torch is imported only here
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    train, manifest = read_steplog(cfg.log, split="train")
-    test, _ = read_steplog(cfg.log, split="test")
     y_train = train.success.astype(np.float32)
     y_test = test.success.astype(np.int64)
     rows = np.arange(len(test))
@@ -98,7 +127,8 @@ def main(cfg: PRMConfig, log_fn: Any = print) -> Path:
 
     const = float(y_train.mean())
     report: dict[str, Any] = {
-        "env": manifest["env"],
+        "env": manifest.get("env", "unknown"),
+        "held_out": held_out,
         "rows": {"train": len(train), "test": len(test)},
         "test_success_rate": float(y_test.mean()),
         "mlp": calibration(p_mlp, y_test, cfg.n_bins),
@@ -106,9 +136,10 @@ def main(cfg: PRMConfig, log_fn: Any = print) -> Path:
         "constant": {**calibration(np.full(len(test), const), y_test, cfg.n_bins), "value": const},
         "tabular_test_keys_seen": float(np.mean(tab.counts_for(test.state_key).sum(1) > 0)),
     }
-    adapter = make_env(manifest["env"])
-    if hasattr(adapter, "exact_arrays"):
-        target = _exact_targets(test, adapter.exact_arrays(), int(manifest["k"]))
+    if adapter is None or not callable(getattr(adapter, "exact_arrays", None)):
+        adapter = _exact_adapter(str(manifest.get("env", "")), log_fn) if cfg.exact else None
+    if adapter is not None and "k" in manifest:
+        target = _exact_targets(test, adapter.exact_arrays(), int(manifest["k"]))  # type: ignore[attr-defined]
         report["exact_mae"] = {
             "mlp": float(np.mean(np.abs(p_mlp - target))),
             "tabular": float(np.mean(np.abs(p_tab - target))),
@@ -142,21 +173,10 @@ def _markdown(r: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``helpseek prm``."""
-    parser.add_argument("--log", required=True, type=Path, help="collection directory")
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--hidden", default="64,64", help="hidden widths, e.g. 64,64")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--prior-strength", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
+    """Arguments of ``helpseek prm`` (derived from :class:`PRMConfig`)."""
+    add_dataclass_arguments(parser, PRMConfig, skip=("extra",))
 
 
 def from_args(ns: argparse.Namespace) -> PRMConfig:
     """Build the config from parsed ``helpseek prm`` arguments."""
-    return PRMConfig(
-        log=ns.log, out=ns.out, hidden=tuple(int(h) for h in ns.hidden.split(",") if h),
-        epochs=ns.epochs, lr=ns.lr, prior_strength=ns.prior_strength, seed=ns.seed,
-        progress=not ns.no_progress,
-    )  # fmt: skip
+    return from_namespace(PRMConfig, ns)

@@ -1,16 +1,45 @@
-"""Step-log files: Parquet shards plus a JSON manifest (DESIGN.md §3).
+"""Step-log files: Parquet shards plus a JSON manifest — the schema every source writes.
 
-A collection directory::
+This is the format ``helpseek collect`` and ``helpseek export-log`` write and that
+``helpseek prm`` / ``helpseek train --log`` read; a user's own log is written with
+:func:`write_log_dir` (or by hand in this schema). docs/your-agent.md, "The step-log schema",
+explains it for users.
 
-    manifest.json          schema_version, env spec, agent, expert, k, cost, seeds per split,
-                           p grid, shards: [{name, split, task_id, episodes, rows}], counts
-    shards/<name>.parquet  one StepLog each (here: one task seed per shard)
+A step-log directory::
+
+    manifest.json          schema_version (1), kind "steplog", env, agent, expert, k, cost,
+                           horizon, feature_names, feature_dim, shards: [{name, split, ...}],
+                           optional: step_limits {task_id: limit}, counts, seeds, source
+    shards/<name>.parquet  one StepLog each; ``split`` is "train" or "test"
+
+Columns of a shard (one row per decision point, N rows; Parquet types):
+
+=================  =====================  ================================================
+column             type                   meaning
+=================  =====================  ================================================
+episode_id         integer                episode; an episode's rows are contiguous
+task_id            integer                task instance (env seed); step limits are per task
+t                  integer                env step of the decision point (episode's rows in
+                                          order: t[i + 1] = t[i] + duration[i])
+state_key          integer (int64)        exact state identity (the tabular model's key)
+features           fixed_size_list<float> the helper's input, F = feature_dim, finite
+action             integer                0 proceed, 1 intervene (the expert acts)
+intervention_type  integer                0 (the expert takes over)
+cost               integer                budget units charged (0 when proceeding)
+duration           integer >= 1           env steps the row covers (1, or <= k)
+next_state_key     integer                state after the row = the next row's state_key
+done               boolean                the episode ended on this row (its last row)
+truncated          boolean                ... by the step limit (a time-out)
+success            boolean                the episode's outcome, the same on each row
+behavior_p         floating in [0, 1]     P(intervene) of the policy that logged the row
+text               string (optional)      the state's text rendering (the LLM path)
+=================  =====================  ================================================
 
 Each Parquet file carries ``helpseek.steplog`` JSON in its schema metadata (schema version,
-feature dimension, feature names); ``features`` is a fixed-size list<float32> column,
-``text`` an optional string column. A file without that metadata, with another schema
-version, missing columns, or that Parquet cannot parse is refused with :class:`StepLogError`,
-whose message starts with the file's path and says why.
+feature dimension, feature names). A file without that metadata, with another schema version,
+a missing column, a column of the wrong type, a null, a value out of range or rows out of
+order is refused with :class:`StepLogError`, whose message starts with the file's path and
+names the row and column.
 """
 
 from __future__ import annotations
@@ -32,8 +61,13 @@ __all__ = [
     "META_KEY",
     "StepLogError",
     "read_manifest",
+    "check_order",
     "read_shard",
+    "read_splits",
     "read_steplog",
+    "split_episodes",
+    "step_limits",
+    "write_log_dir",
     "write_manifest",
     "write_steplog",
 ]
@@ -48,8 +82,91 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+_INT = ("episode_id", "task_id", "t", "state_key", "action", "intervention_type", "cost",
+        "duration", "next_state_key")  # fmt: skip
+_BOOL = ("done", "truncated", "success")
+
+
 class StepLogError(ValueError):
     """A step-log file or directory cannot be used; the message names the path and why."""
+
+
+def _check_types(table: pa.Table, path: Path) -> None:
+    """Refuse a column of the wrong Parquet type or with a null, naming column and row."""
+    for name in _COLUMNS:
+        col = table.column(name)
+        typ = col.type
+        ok = (
+            (name in _INT and pa.types.is_integer(typ))
+            or (name in _BOOL and pa.types.is_boolean(typ))
+            or (name == "behavior_p" and pa.types.is_floating(typ))
+            or (name == "features" and pa.types.is_fixed_size_list(typ)
+                and (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)))
+        )  # fmt: skip
+        if not ok:
+            want = ("integer" if name in _INT else "boolean" if name in _BOOL
+                    else "floating" if name == "behavior_p" else "fixed_size_list<float>")  # fmt: skip
+            raise StepLogError(f"{path}: column {name!r} has type {typ}, expected {want}")
+        if col.null_count:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise StepLogError(f"{path}: row {row}, column {name!r}: null value")
+
+
+def _check_values(kw: dict[str, np.ndarray], path: Path) -> None:
+    """Refuse values out of range, naming the first bad row and its column."""
+    rules = (
+        ("action", (kw["action"] != 0) & (kw["action"] != 1), "must be 0 or 1"),
+        ("duration", kw["duration"] < 1, "must be >= 1"),
+        ("cost", kw["cost"] < 0, "must be >= 0"),
+        ("behavior_p", ~((kw["behavior_p"] >= 0) & (kw["behavior_p"] <= 1)), "must be in [0, 1]"),
+        ("features", ~np.isfinite(kw["features"]).all(axis=1), "must be finite"),
+    )
+    for name, bad, why in rules:
+        if bad.any():
+            row = int(np.argmax(bad))
+            val = kw[name][row]
+            raise StepLogError(f"{path}: row {row}, column {name!r}: {why}, got {val}")
+
+
+def check_order(log: StepLog, where: str | Path) -> None:
+    """Refuse rows out of order, naming the file, row and column.
+
+    Episodes contiguous, t advancing by duration, next_state_key chained to the next row's
+    state_key, done on (only) an episode's last row, one success value per episode.
+    """
+    if len(log) == 0:
+        raise StepLogError(f"{where}: the step log has no rows")
+    ep = log.episode_id
+    last = np.r_[ep[1:] != ep[:-1], True]  # last row of each run of equal episode ids
+    runs = ep[last]
+    if np.unique(runs).shape[0] != runs.shape[0]:
+        seen: set[int] = set()
+        starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
+        for i in starts:
+            if int(ep[i]) in seen:
+                raise StepLogError(
+                    f"{where}: row {int(i)}, column 'episode_id': episode {int(ep[i])} "
+                    "continues after other episodes' rows (an episode's rows must be contiguous)"
+                )
+            seen.add(int(ep[i]))
+    inner = np.flatnonzero(~last)  # rows followed by a row of the same episode
+    t = log.t.astype(np.int64)
+    checks = (
+        ("t", t[inner + 1] != t[inner] + log.duration[inner],
+         "the next row of this episode must have t = t + duration"),
+        ("next_state_key", log.next_state_key[inner] != log.state_key[inner + 1],
+         "must equal the state_key of the episode's next row"),
+        ("done", log.done[inner], "set before the episode's last row"),
+        ("success", log.success[inner] != log.success[inner + 1],
+         "must be the same on every row of an episode"),
+    )  # fmt: skip
+    for name, bad, why in checks:
+        if bad.any():
+            row = int(inner[np.argmax(bad)])
+            raise StepLogError(f"{where}: row {row}, column {name!r}: {why}")
+    if not log.done[last].all():
+        row = int(np.flatnonzero(last)[np.argmax(~log.done[last])])
+        raise StepLogError(f"{where}: row {row}, column 'done': an episode's last row must be done")
 
 
 def _atomic_write_bytes(path: Path, write: Any) -> None:
@@ -117,6 +234,7 @@ def read_shard(path: str | Path) -> tuple[StepLog, dict[str, Any]]:
     missing = [c for c in _COLUMNS if c not in table.column_names]
     if missing:
         raise StepLogError(f"{path}: step log lacks column(s) {missing}")
+    _check_types(table, path)
     dim = int(meta.get("feature_dim", -1))
     kw: dict[str, np.ndarray] = {}
     for name in _COLUMNS:
@@ -127,13 +245,19 @@ def read_shard(path: str | Path) -> tuple[StepLog, dict[str, Any]]:
             kw[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), dim)
         else:
             kw[name] = col.to_numpy(zero_copy_only=False)
+    _check_values(kw, path)
     text = None
     if "text" in table.column_names:
+        if not pa.types.is_string(table.column("text").type):
+            raise StepLogError(f"{path}: column 'text' has type {table.column('text').type}, "
+                               "expected string")  # fmt: skip
         text = tuple(table.column("text").to_pylist())
     try:
-        return StepLog(**kw, text=text), meta
+        log = StepLog(**kw, text=text)
     except HelpSeekError as exc:
         raise StepLogError(f"{path}: {exc}") from exc
+    check_order(log, path)
+    return log, meta
 
 
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
@@ -178,3 +302,110 @@ def read_steplog(path: str | Path, split: str | None = None) -> tuple[StepLog, d
         raise StepLogError(f"{path}: no shards for split {split!r}")
     logs = [read_shard(path / "shards" / s["name"])[0] for s in shards]
     return StepLog.concat(logs), manifest
+
+
+def split_episodes(log: StepLog, test_fraction: float, seed: int = 0) -> tuple[StepLog, StepLog]:
+    """Split a log by episode: a seeded ``test_fraction`` of its episodes is held out."""
+    episodes = np.unique(log.episode_id)
+    if episodes.shape[0] < 2:
+        raise StepLogError("split_episodes: need at least 2 episodes to hold some out")
+    n_test = min(max(int(round(test_fraction * episodes.shape[0])), 1), episodes.shape[0] - 1)
+    test_eps = np.random.default_rng(seed).choice(episodes, n_test, replace=False)
+    held = np.isin(log.episode_id, test_eps)
+    return log.take(~held), log.take(held)
+
+
+def read_splits(
+    path: str | Path, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[StepLog, StepLog, dict[str, Any], str]:
+    """(train, test, manifest, how): the log's own test split, else held-out episodes.
+
+    ``how`` says which: ``"test split"`` or ``"held-out episodes (fraction f, seed s)"``.
+    """
+    path = Path(path)
+    if path.is_file():
+        log, meta = read_shard(path)
+        train, test = split_episodes(log, test_fraction, seed)
+        return train, test, meta, f"held-out episodes (fraction {test_fraction}, seed {seed})"
+    manifest = read_manifest(path)
+    splits = {s.get("split") for s in manifest["shards"]}
+    if "train" not in splits:
+        raise StepLogError(f"{path / MANIFEST_NAME}: no shard has split 'train'")
+    train, _ = read_steplog(path, split="train")
+    if "test" in splits:
+        return train, read_steplog(path, split="test")[0], manifest, "test split"
+    train, test = split_episodes(train, test_fraction, seed)
+    return train, test, manifest, f"held-out episodes (fraction {test_fraction}, seed {seed})"
+
+
+def step_limits(manifest: dict[str, Any], log: StepLog) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted task ids, their step limits) the manifest records for the log's tasks, or None.
+
+    From ``step_limits`` ({task_id: limit}) or from shards that each hold one task
+    (``task_id`` + ``horizon``, as ``helpseek collect`` writes them).
+    """
+    limits: dict[int, int] = {}
+    if isinstance(manifest.get("step_limits"), dict):
+        limits = {int(k): int(v) for k, v in manifest["step_limits"].items()}
+    else:
+        for s in manifest.get("shards", []):
+            if "task_id" in s and "horizon" in s:
+                limits[int(s["task_id"])] = int(s["horizon"])
+    tasks = np.unique(log.task_id)
+    if not limits or any(int(t) not in limits for t in tasks):
+        return None
+    return tasks, np.array([limits[int(t)] for t in tasks], np.int64)
+
+
+def write_log_dir(
+    out: str | Path,
+    splits: dict[str, StepLog],
+    feature_names: list[str],
+    *,
+    env: str,
+    agent: str,
+    expert: str,
+    k: int,
+    cost: int,
+    step_limits: dict[int, int] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a step-log directory (one shard per split) in this module's schema; return it.
+
+    The writer API for a log from your own system: build a :class:`StepLog` per split
+    ("train", optionally "test"), then call this. Every shard is checked by reading it back
+    (types, ranges, order) before the manifest is written; the folder appears all at once.
+    """
+    from training.staging import staged_output
+
+    if "train" not in splits:
+        raise StepLogError(f"{out}: write_log_dir needs a 'train' split")
+    with staged_output(Path(out), marker=MANIFEST_NAME) as stage:
+        shards, counts = [], {}
+        horizon = 0
+        for split, log in splits.items():
+            name = f"{split}.parquet"
+            if len(feature_names) != log.feature_dim:
+                raise StepLogError(
+                    f"{out}: {len(feature_names)} feature names for dimension {log.feature_dim}"
+                )
+            write_steplog(log, stage / "shards" / name, feature_names=list(feature_names))
+            read_shard(stage / "shards" / name)  # the schema check, before anything is kept
+            n_ep = int(np.unique(log.episode_id).shape[0])
+            wins = int(log.success[log.done].sum())
+            shards.append({"name": name, "split": split, "episodes": n_ep, "rows": len(log),
+                           "successes": wins})  # fmt: skip
+            counts[split] = {"episodes": n_ep, "rows": len(log), "success_rate": wins / n_ep}
+            horizon = max(horizon, int((log.t.astype(np.int64) + log.duration).max()))
+        manifest: dict[str, Any] = {
+            "schema_version": STEP_LOG_SCHEMA_VERSION, "kind": "steplog", "env": env,
+            "agent": agent, "expert": expert, "k": int(k), "cost": int(cost),
+            "horizon": max([horizon, *(step_limits or {}).values()]),
+            "feature_names": list(feature_names), "feature_dim": len(feature_names),
+            "has_text": all(lg.text is not None for lg in splits.values()),
+            "shards": shards, "counts": counts, **(extra or {}),
+        }  # fmt: skip
+        if step_limits:
+            manifest["step_limits"] = {str(t): int(v) for t, v in sorted(step_limits.items())}
+        write_manifest(stage, manifest)
+    return Path(out)

@@ -142,9 +142,17 @@ def test_export_log_round_trip(tmp_path: Path) -> None:
     src = tmp_path / "decisions.jsonl"
     src.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     out = export_main(ExportConfig(log=src, out=tmp_path / "steplog"))
-    got, manifest = read_steplog(out, split="train")
-    assert manifest["counts"]["train"]["sessions_without_outcome"] == 1
-    assert manifest["counts"]["train"]["stateless_decisions"] == 1
+    train, manifest = read_steplog(out, split="train")
+    test, _ = read_steplog(out, split="test")
+    assert manifest["export"]["sessions_without_outcome"] == 1
+    assert manifest["export"]["stateless_decisions"] == 1
+    assert (manifest["k"], manifest["cost"]) == (1, 1)
+    assert manifest["step_limits"] == {str(i): adapter.horizon for i in range(12)}
+    # sessions are split whole: 20% of 12 -> 2 held out, none in both splits
+    assert len(np.unique(test.episode_id)) == 2
+    assert not set(np.unique(test.episode_id)) & set(np.unique(train.episode_id))
+    both, _ = read_steplog(out)
+    got = both.take(np.argsort(both.episode_id, kind="stable"))
     for name in ("t", "state_key", "action", "cost", "duration", "done", "success", "truncated"):
         assert np.array_equal(getattr(got, name), getattr(expected, name)), name
     assert np.allclose(got.features, expected.features)

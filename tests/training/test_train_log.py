@@ -1,0 +1,191 @@
+"""``helpseek train --log``: training from a step log with no environment, offline evaluation,
+the step-log schema checks, export-log's splits, and the parser derived from the dataclasses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helpseek_core.types import StepLog
+from training import cli
+from training.config import PRMConfig, add_dataclass_arguments, from_namespace
+from training.evaluate import EvalConfig
+from training.helper_train import HelperConfig
+from training.offline_eval import is_estimate
+from training.pipeline import ModelConfig, TrainConfig
+from training.pipeline import main as train_main
+from training.staging import staged_output
+from training.steplog_io import StepLogError, read_shard, read_steplog, write_log_dir
+
+TINY_ENV = "FrozenLake-v1:map_name=4x4,is_slippery=true,H=30,weak=eps,eps=0.5"
+FAST = ["--cmax", "2", "--helper-epochs", "8", "--no-lagrangian", "--no-offline-rl",
+        "--budgets", "0,1,2", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``train --env`` on the tiny FrozenLake: collects, trains, evaluates live."""
+    out = tmp_path_factory.mktemp("live") / "art"
+    cfg = TrainConfig(
+        env=TINY_ENV, out=out, cmax=2, train_seeds=tuple(range(12)),
+        test_seeds=tuple(range(1000, 1004)), prm=PRMConfig(log=Path("."), out=Path("."), epochs=4),
+        helper=HelperConfig(epochs=8), model=ModelConfig(lagrangian=False, offline_rl=False),
+        evaluation=EvalConfig(budgets=(0, 1, 2), episodes=150, n_tasks=150), workers=1,
+        progress=False,
+    )  # fmt: skip
+    return train_main(cfg)
+
+
+def test_train_log_gives_the_helper_train_env_gives(live_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "from-log"
+    assert cli.main(["train", "--log", str(live_run / "run" / "log"), "--out", str(out),
+                     "--offline-bootstrap", "30", *FAST]) == 0  # fmt: skip
+    # same log, same seeds -> the same helper, bit for bit
+    with np.load(live_run / "helper.npz") as a, np.load(out / "helper.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["evaluation"]["evaluation_kind"] == "offline"
+    assert manifest["k"] == 1 and manifest["cost"] == 1 and manifest["git_revision"]
+    report = (out / "report" / "report.md").read_text()
+    assert "offline estimate" in report and "| helper | 2 |" in report
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    for pol in metrics["policies"].values():
+        for c in pol["cells"]:
+            lo, hi = c["model"]["ci"]
+            assert lo <= c["model"]["success"] <= hi
+    # evaluated live, the --log helper scores within 0.02 of the --env one (same seeds)
+    ev = tmp_path / "ev"
+    assert cli.main(["evaluate", "--artifact", str(out), "--env", TINY_ENV, "--out", str(ev),
+                     "--budgets", "0,1,2", "--episodes", "150", "--eval-tasks", "150",
+                     "--no-progress"]) == 0  # fmt: skip
+    got = json.loads((ev / "metrics.json").read_text())["policies"]["helper"]["cells"]
+    ref = json.loads((live_run / "report" / "metrics.json").read_text())["policies"]["helper"][
+        "cells"
+    ]
+    for g, r in zip(got, ref, strict=True):
+        assert abs(g["success"] - r["success"]) <= 0.02, (g, r)
+    # the live figure of never lies inside the offline model-based interval (never: no model error
+    # from the helper, only the held-out model's)
+    never_live = json.loads((live_run / "report" / "metrics.json").read_text())["reference"][
+        "never"
+    ]
+    lo, hi = metrics["policies"]["never"]["cells"][0]["model"]["ci"]
+    assert lo <= never_live["success"] <= hi
+
+
+def test_is_estimate_matches_hand_computed_weights() -> None:
+    # two episodes: (p=0.5: proceed, intervene; success) and (p=0.2: proceed, proceed; failure)
+    log = StepLog(
+        episode_id=np.array([0, 0, 1, 1]), task_id=np.zeros(4), t=np.array([0, 1, 0, 1]),
+        state_key=np.array([1, 2, 1, 3]), features=np.zeros((4, 1)), action=np.array([0, 1, 0, 0]),
+        intervention_type=np.zeros(4), cost=np.array([0, 1, 0, 0]), duration=np.ones(4),
+        next_state_key=np.array([2, 9, 3, 8]), done=np.array([0, 1, 0, 1], bool),
+        truncated=np.zeros(4, bool), success=np.array([1, 1, 0, 0], bool),
+        behavior_p=np.array([0.5, 0.5, 0.2, 0.2]),
+    )  # fmt: skip
+    left = np.array([5, 4, 5, 4])
+
+    def second_step(rows: np.ndarray, c: np.ndarray, steps_left: np.ndarray) -> np.ndarray:
+        return log.t[rows] == 1  # intervene at t = 1 whenever the budget allows
+
+    w, r = is_estimate(log, left, second_step, budget=1, cost=1)
+    # episode 0 agrees: (1 / 0.5) * (1 / 0.5) = 4; episode 1 proceeds at t=1: weight 0
+    np.testing.assert_allclose(w, [4.0, 0.0])
+    np.testing.assert_array_equal(r, [1.0, 0.0])
+    w0, _ = is_estimate(log, left, second_step, budget=0, cost=1)
+    # with no budget the policy must proceed: episode 0 disagrees; episode 1: 1/0.8 * 1/0.8
+    np.testing.assert_allclose(w0, [0.0, 1 / 0.8**2])
+
+
+def _good_shard(tmp_path: Path) -> tuple[Path, pa.Table]:
+    log = StepLog(
+        episode_id=np.array([0, 0, 1]), task_id=np.zeros(3), t=np.array([0, 1, 0]),
+        state_key=np.array([1, 2, 1]), features=np.zeros((3, 2)), action=np.array([0, 0, 1]),
+        intervention_type=np.zeros(3), cost=np.array([0, 0, 1]), duration=np.ones(3),
+        next_state_key=np.array([2, 2, 5]), done=np.array([0, 1, 1], bool),
+        truncated=np.zeros(3, bool), success=np.array([1, 1, 0], bool),
+        behavior_p=np.full(3, 0.5),
+    )  # fmt: skip
+    out = write_log_dir(tmp_path / "ok", {"train": log}, ["a", "b"], env="mine", agent="x",
+                        expert="y", k=1, cost=1)  # fmt: skip
+    path = out / "shards" / "train.parquet"
+    return path, pq.read_table(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.drop_columns(["behavior_p"]), r"lacks column\(s\) \['behavior_p'\]"),
+        (lambda t: t.set_column(t.schema.get_field_index("t"), "t", pa.array(["0", "1", "0"])),
+         r"column 't' has type string, expected integer"),
+        (lambda t: t.set_column(t.schema.get_field_index("t"), "t", pa.array([0, 2, 0])),
+         r"row 0, column 't': the next row of this episode must have t = t \+ duration"),
+        (lambda t: t.set_column(t.schema.get_field_index("action"), "action", pa.array([0, 2, 1])),
+         r"row 1, column 'action': must be 0 or 1"),
+        (lambda t: t.take([2, 0, 1]).set_column(0, "episode_id", pa.array([0, 1, 0])),
+         r"row 2, column 'episode_id': episode 0 continues"),
+    ],
+)  # fmt: skip
+def test_bad_logs_are_refused_naming_file_row_and_column(tmp_path: Path, edit, message) -> None:
+    path, table = _good_shard(tmp_path)
+    read_shard(path)  # the good one reads
+    bad = edit(table).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(bad, path)
+    with pytest.raises(StepLogError, match=message) as info:
+        read_shard(path)
+    assert str(info.value).startswith(str(path))
+    out = tmp_path / "never-written"
+    assert cli.main(["train", "--log", str(path.parent.parent), "--out", str(out), *FAST]) == 2
+    assert not out.exists() and not list(tmp_path.glob(".never-written*"))
+
+
+def test_a_failed_stage_leaves_no_folder(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    with pytest.raises(RuntimeError), staged_output(out, marker="config.json") as stage:
+        (stage / "config.json").write_text("{}")
+        raise RuntimeError("boom")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("user data")
+    with (
+        pytest.raises(ValueError, match="not an earlier output"),
+        staged_output(tmp_path / "mine", marker="config.json"),
+    ):
+        pass
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "user data"
+
+
+def test_prm_log_needs_no_environment(live_run: Path, tmp_path: Path) -> None:
+    """A log whose env is not buildable ("service", as export-log writes) trains a PRM."""
+    train, _ = read_steplog(live_run / "run" / "log", split="train")
+    names = [f"f{i}" for i in range(train.feature_dim)]
+    src = write_log_dir(tmp_path / "svc", {"train": train}, names, env="service",
+                        agent="production", expert="production", k=1, cost=1)  # fmt: skip
+    out = tmp_path / "prm"
+    assert cli.main(["prm", "--log", str(src), "--out", str(out), "--epochs", "2",
+                     "--no-progress"]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["held_out"].startswith("held-out episodes") and "exact_mae" not in report
+
+
+def test_parser_is_derived_from_the_dataclass() -> None:
+    p = argparse.ArgumentParser()
+    add_dataclass_arguments(p, TrainConfig, skip=("prm",), aliases={"model.n_min": "--n-min"})
+    text = p.format_help()
+    # the field's docstring is the help, its default is shown, nested fields are prefixed
+    assert "Largest budget the helper is trained for" in text and "(default: 5)" in text
+    assert "--helper-epochs" in text and "--n-min" in text and "--no-progress" in text
+    ns = p.parse_args(["--out", "x", "--env", "taxi", "--train-seeds", "0-2,7", "--helper-epochs",
+                       "3", "--no-progress", "--evaluation-budgets", "0,2"])  # fmt: skip
+    cfg = from_namespace(TrainConfig, ns)
+    assert cfg.train_seeds == (0, 1, 2, 7) and cfg.helper.epochs == 3 and not cfg.progress
+    assert cfg.evaluation.budgets == (0, 2) and cfg.helper.lr == HelperConfig().lr  # others kept
+    assert cfg.cmax == 5 and cfg.out == Path("x")
