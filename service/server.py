@@ -7,7 +7,14 @@
   between requests (uvicorn's keep-alive timeout).
 - **Graceful shutdown**: SIGTERM (or SIGINT) stops accepting, lets every request already
   received finish (at most ``HELPSEEK_GRACEFUL_TIMEOUT_S``), then exits; with several workers
-  the supervisor forwards the signal to each worker, which drains the same way.
+  the supervisor forwards the signal to each worker, which drains the same way. uvicorn alone
+  closes *idle* kept-alive connections at once, so a request already on the wire to one of
+  them is lost (the client sees a reset); here an idle connection lingers ``DRAIN_LINGER_S``
+  and a request arriving meanwhile is answered with ``Connection: close``. A client that then
+  reconnects is refused (nothing sent, safe to retry on another replica). With several
+  workers the supervisor closes *its* copy of the listening socket on SIGTERM too: uvicorn's
+  keeps it open, so the kernel keeps completing handshakes that no worker will ever accept,
+  and those requests are reset when the supervisor exits.
 - **Access log without session ids**: ``/v1/sessions/<id>...`` is logged as
   ``/v1/sessions/{session_id}...`` (a session id is a bearer of budget).
 
@@ -25,9 +32,17 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
-__all__ = ["HeaderTimeoutProtocol", "RedactSessionIds", "ServerConfig", "serve"]
+__all__ = [
+    "DRAIN_LINGER_S",
+    "HeaderTimeoutProtocol",
+    "RedactSessionIds",
+    "ServerConfig",
+    "Supervisor",
+    "serve",
+]
 
 _SESSION_PATH = re.compile(r"/v1/sessions/[^/?\s]+")
+DRAIN_LINGER_S = 1.0  # an idle connection stays readable this long after shutdown begins
 
 
 class ServerConfig(uvicorn.Config):
@@ -58,9 +73,10 @@ class RedactSessionIds(logging.Filter):
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """httptools protocol that closes a connection whose request head does not arrive in time."""
+    """httptools protocol with a request-head timeout and a drain that loses no request."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _draining = False
 
     def _arm(self) -> None:
         timeout = getattr(self.config, "header_timeout_s", None)
@@ -96,12 +112,48 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         """Stop the clock: the head is in, the app's own limits apply from here."""
         self._disarm()
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: finish the request in flight; let an idle connection linger."""
+        self._draining = True
+        if not self._idle():
+            self.cycle.keep_alive = False
+            return
+        self._unset_keepalive_if_required()
+        self.loop.call_later(DRAIN_LINGER_S, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if self._idle() and not self.transport.is_closing():
+            self.transport.close()
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's worker supervisor that stops listening as soon as it is told to exit."""
+
+    def _stop_listening(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def handle_term(self) -> None:
+        """SIGTERM: close the listening socket, then uvicorn's shutdown of every worker."""
+        self._stop_listening()
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        """SIGINT: as SIGTERM."""
+        self._stop_listening()
+        super().handle_int()
 
 
 def serve(config: ServerConfig) -> int:
     """Run one server (or a supervisor of ``config.workers``); return a process exit status."""
     if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Supervisor(config, sockets=[config.bind_socket()]).run()
         return 0
     server = uvicorn.Server(config=config)
     server.run()

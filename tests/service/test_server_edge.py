@@ -210,7 +210,7 @@ def _in_flight_then_sigterm(s: Server, sig_target: int) -> tuple[int, bytes]:
     return answer
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1])  # 2 workers: test_sigterm_under_load_drops_no_request
 def test_sigterm_drains_in_flight_requests(
     server: Callable[..., Server],
     artifact_dir: Path,
@@ -272,21 +272,79 @@ def test_reload_with_two_workers_swaps_in_place_and_drops_nothing(
                     statuses.append((await c.post("/v1/should_intervene", json=q)).status_code)
 
         tasks = [asyncio.create_task(client()) for _ in range(6)]
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         write_test_artifact(art, artifact_id="v2")
         async with httpx.AsyncClient(base_url=s.base, timeout=20) as c:
             reload = (await c.post("/admin/reload")).json()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)  # the sibling's SIGHUP reload happens under load
         stop.set()
         await asyncio.gather(*tasks)  # a dropped request raises here
         return statuses, reload
 
     statuses, reload = asyncio.run(drive())
     assert reload["model_version"] == "v2" and reload["workers_signalled"] == 1, reload
-    assert len(statuses) > 50 and set(statuses) == {200}
+    assert len(statuses) > 20 and set(statuses) == {200}
     assert s.workers() == before  # no worker was restarted
     versions = set()
     for _ in range(40):  # fresh connections land on both workers
         with httpx.Client(base_url=s.base) as c:
             versions.add(c.get("/v1/model").json()["model_version"])
     assert versions == {"v2"}
+
+
+def _load_then_sigterm(s: Server, clients: int = 8) -> dict[str, int]:
+    """Clients post decisions in a loop on kept-alive connections; SIGTERM mid-way.
+
+    Returns counts: ``answered`` (a response came back), ``refused`` (could not connect: the
+    request was never sent) and ``dropped`` (sent, then the connection failed: a lost request).
+    """
+    counts = {"answered": 0, "refused": 0, "dropped": 0}
+
+    async def client(c: httpx.AsyncClient) -> None:
+        q = {"step": 0, "state": {"features": UP}, "remaining_budget": 1}
+        while True:
+            try:
+                r = await c.post("/v1/should_intervene", json=q)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                counts["refused"] += 1
+                return
+            except httpx.TransportError:
+                counts["dropped"] += 1
+                continue
+            assert r.status_code == 200, r.text
+            counts["answered"] += 1
+
+    async def drive() -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        pools = [httpx.AsyncClient(base_url=s.base, timeout=20, limits=limits)
+                 for _ in range(clients)]  # fmt: skip
+        tasks = [asyncio.create_task(client(c)) for c in pools]
+        await asyncio.sleep(0.7)
+        os.kill(s.proc.pid, signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        for c in pools:
+            await c.aclose()
+
+    asyncio.run(drive())
+    return counts
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_under_load_drops_no_request(
+    server: Callable[..., Server],
+    artifact_dir: Path,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    workers: int,
+) -> None:
+    """Issue 13 row 8: 8 clients on kept-alive connections, SIGTERM: every request that was
+    sent is answered (the others could not connect: never sent, safe to retry elsewhere)."""
+    s = server(
+        artifact=artifact_dir, workers=workers, redis_url=redis_url,
+        redis_key_prefix=redis_prefix, prometheus_multiproc_dir=tmp_path / "prom",
+    )  # fmt: skip
+    counts = _load_then_sigterm(s)
+    assert counts["answered"] > 20 and counts["refused"] == 8, counts
+    assert counts["dropped"] == 0, counts
+    assert s.proc.wait(30) in (0, -signal.SIGTERM)
