@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 __all__ = [
@@ -90,9 +91,12 @@ class JsonlDecisionLog:
 
 
 class RedisStreamDecisionLog:
-    """XADD to a capped stream; a Redis outage drops records (and says so in the log)."""
+    """XADD to a capped stream; a Redis outage drops records (and says so in the log).
 
-    def __init__(self, client: Redis, key: str, maxlen: int) -> None:
+    On Redis Cluster the stream is one key, so it lives on one node.
+    """
+
+    def __init__(self, client: Redis | RedisCluster, key: str, maxlen: int) -> None:
         self._r, self._key, self._maxlen = client, key, maxlen
 
     async def append(self, record: dict[str, Any]) -> None:

@@ -57,7 +57,9 @@ def load_script(name: str = "check_and_consume.lua") -> str:
     return resources.files("service.budget").joinpath(name).read_text()
 
 
-def make_client(url: str, connect_timeout_s: float, socket_timeout_s: float) -> Redis:
+def make_client(
+    url: str, connect_timeout_s: float, socket_timeout_s: float
+) -> Redis | RedisCluster:
     """One asyncio client (with its pool) per process: short timeouts, one quick retry.
 
     ``redis+cluster://host:port`` (or ``rediss+cluster://``) builds a Redis Cluster client
@@ -73,7 +75,7 @@ def make_client(url: str, connect_timeout_s: float, socket_timeout_s: float) -> 
     scheme, sep, rest = url.partition("://")
     if scheme.endswith("+cluster") and sep:
         seed = f"{scheme.removesuffix('+cluster')}://{rest}"
-        return RedisCluster.from_url(seed, require_full_coverage=False, **common)  # type: ignore[return-value]
+        return RedisCluster.from_url(seed, require_full_coverage=False, **common)
     return Redis.from_url(url, **common)
 
 
@@ -84,7 +86,7 @@ class RedisBudgetStore:
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         prefix: str = "helpseek:",
         cooldown_s: float = 0.5,
         deadline_s: float = 0.2,
@@ -146,10 +148,11 @@ class RedisBudgetStore:
         uninitialised; concurrent first commands then re-create each other's connections
         (seen here as AttributeError on a closed writer).
         """
-        if self._cluster and self._r._initialize:  # type: ignore[attr-defined]  # noqa: SLF001
+        r = self._r
+        if isinstance(r, RedisCluster) and r._initialize:  # noqa: SLF001
             async with self._init_lock:
-                if self._r._initialize:  # type: ignore[attr-defined]  # noqa: SLF001
-                    await self._r.initialize()  # type: ignore[attr-defined]
+                if r._initialize:  # noqa: SLF001
+                    await r.initialize()
 
     # -- clock offset: Redis TIME vs local time, from every reply (a lower bound each) --------
 
@@ -190,7 +193,7 @@ class RedisBudgetStore:
         self._check_breaker(key)
         now = time.time()
         ttl_ms = max(int(ttl_s * 1000), 1)
-        args = ["create", budget, ttl_ms, -1 if horizon is None else horizon, repr(now),
+        args: list[str | int] = ["create", budget, ttl_ms, -1 if horizon is None else horizon, repr(now),
                 json.dumps(metadata or {})]  # fmt: skip
         try:
             await self._ready()
@@ -245,7 +248,7 @@ class RedisBudgetStore:
 
     async def settle(self, key: SessionKey, record: Record) -> bool:
         """One EVALSHA of settle.lua; False when the session is gone."""
-        args = [record.request_id, record.charge, record.digest, self._cap, int(record.granted),
+        args: list[str | int] = [record.request_id, record.charge, record.digest, self._cap, int(record.granted),
                 record.before, record.remaining, int(record.wanted), f"{record.deadline_ms:.3f}",
                 record.answer]  # fmt: skip
         try:
