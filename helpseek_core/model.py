@@ -71,12 +71,15 @@ def estimate_model(
     cost: int,
     n_min: int = 1,
     leaf_values: np.ndarray | None = None,
+    state_keys: np.ndarray | None = None,
 ) -> TabularModel:
     """Count transitions in ``log`` into a TabularModel with PRM / Monte-Carlo leaves.
 
     ``horizon``, ``k`` and ``cost`` describe the problem the model is solved for (an
     intervene row's logged ``cost`` must equal ``cost``). ``n_min`` >= 1: pairs seen fewer
-    times become leaves. ``leaf_values`` (S, 2), aligned to :func:`model_state_keys`, values
+    times become leaves. ``state_keys`` (optional) widens the model's states to this sorted
+    superset of :func:`model_state_keys` (extra states are leaves), so that several models
+    share one state index. ``leaf_values`` (S, 2), aligned to the model's states, values
     the leaves (finite where used); when None the Monte-Carlo rates are used (module doc).
     Raises ShapeError for an empty log or no row with t == 0, BudgetError for bad
     ``n_min`` / ``cost``, ProbabilityError for NaN leaf values.
@@ -95,6 +98,12 @@ def estimate_model(
             f"{where}: row {row} is an intervention costing {int(log.cost[row])}, expected {cost}"
         )
     keys = model_state_keys(log)
+    if state_keys is not None:  # a wider key set (several models over one set of states)
+        wide = np.unique(np.asarray(state_keys, dtype=np.int64))
+        missing = np.setdiff1d(keys, wide)
+        if missing.size:
+            raise ShapeError(f"{where}: state_keys lacks key {int(missing[0])} of the log")
+        keys = wide
     n_s = keys.shape[0]
     cut = (log.action == 1) & log.truncated & ~_terminal_rows(log) & (log.duration < int(k))
     if cut.any():

@@ -30,10 +30,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from helpseek_core.budgeted import check_budget, cut_rewards
-from helpseek_core.errors import BudgetError, ShapeError
-from helpseek_core.types import TabularModel
+from helpseek_core.errors import BudgetError, ShapeError, SolverError
+from helpseek_core.model import estimate_model, model_state_keys
+from helpseek_core.types import StepLog, TabularModel
 
-__all__ = ["TypedModel", "TypedSolution", "label_typed", "solve_typed"]
+__all__ = [
+    "TypedModel",
+    "TypedPenaltySolution",
+    "TypedSolution",
+    "estimate_typed",
+    "label_typed",
+    "search_typed_penalties",
+    "solve_typed",
+    "solve_typed_penalty",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,3 +238,152 @@ def label_typed(
     t, idx, ok = _rows(base, t, state_keys, where)
     _check(base, t, np.asarray(state_keys), ok, where)
     return solution.policy[t, idx]
+
+
+def estimate_typed(
+    log: StepLog,
+    horizon: int,
+    k: Sequence[int],
+    cost: Sequence[int],
+    names: Sequence[str],
+    n_min: int = 1,
+    leaf_values: np.ndarray | None = None,
+) -> TypedModel:
+    """Estimate an m-type model from a step log whose intervene rows carry ``intervention_type``.
+
+    Type i's part is :func:`~helpseek_core.model.estimate_model` on the proceed rows plus the
+    type-i intervene rows, over the states of the whole log (so every part shares one state
+    index) and with the whole log's start distribution. ``leaf_values`` (S, m + 1), aligned
+    to ``model_state_keys(log)``: column 0 proceed, column i type i. Raises ShapeError for a
+    type index outside 0 .. m-1 or a mismatched ``leaf_values``.
+    """
+    where = "estimate_typed"
+    m = len(names)
+    if not (len(k) == len(cost) == m) or m < 1:
+        raise ShapeError(f"{where}: need one k, cost and name per type, got {len(k)}, {len(cost)}, {m}")
+    kind = log.intervention_type.astype(np.int64)
+    bad = (log.action == 1) & ((kind < 0) | (kind >= m))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ShapeError(f"{where}: row {row} has intervention_type {int(kind[row])}, expected 0..{m - 1}")
+    keys = model_state_keys(log)
+    if leaf_values is not None and np.shape(leaf_values) != (keys.shape[0], m + 1):
+        raise ShapeError(
+            f"{where}: leaf_values has shape {np.shape(leaf_values)}, expected (S={keys.shape[0]}, {m + 1})"
+        )
+    first = log.t == 0
+    src = np.searchsorted(keys, log.state_key[first])
+    start = np.bincount(src, minlength=keys.shape[0]).astype(np.float64)
+    start /= start.sum()
+    parts = []
+    for i in range(m):
+        rows = (log.action == 0) | (kind == i)
+        leaves = None if leaf_values is None else np.asarray(leaf_values)[:, [0, i + 1]]
+        part = estimate_model(
+            log.take(rows), horizon, int(k[i]), int(cost[i]), n_min, leaves, state_keys=keys
+        )
+        parts.append(_with_start(part, start))
+    return TypedModel(tuple(parts), tuple(names))
+
+
+def _with_start(model: TabularModel, start: np.ndarray) -> TabularModel:
+    from dataclasses import replace
+
+    return replace(model, start=start)
+
+
+@dataclass(frozen=True, eq=False)
+class TypedPenaltySolution:
+    """The paper-style comparator with one penalty per type; budgets met only in expectation."""
+
+    penalties: np.ndarray  # (m,) r_i per request of type i
+    policy: np.ndarray  # (H, S) int8   0 proceed, i = type i
+    value0: np.ndarray  # (S,) success from t = 0 under the policy
+    usage0: np.ndarray  # (m, S) expected requests of each type
+    success: float
+    usage: np.ndarray  # (m,) start-distribution requests per type
+
+
+def solve_typed_penalty(
+    model: TypedModel, penalties: Sequence[float], *, tie_tol: float = 1e-12
+) -> TypedPenaltySolution:
+    """Optimal policy for P(success) - sum_i r_i E[requests of type i] (no budget state)."""
+    rs = np.asarray(penalties, dtype=np.float64)
+    m, s_n, h = model.m, model.n_states, model.horizon
+    if rs.shape != (m,) or not np.all(np.isfinite(rs)) or np.any(rs < 0):
+        raise BudgetError(f"solve_typed_penalty: need {m} finite penalties >= 0, got {penalties!r}")
+    folded = [_folded(p) for p in model.parts]
+    p0, r0 = folded[0][0], folded[0][2][0]
+    slots = max(model.k) + 1
+    ring_v = np.zeros((slots, s_n))  # success under the policy
+    ring_u = np.zeros((slots, m, s_n))
+    policy = np.zeros((h, s_n), np.int8)
+    for t in range(h - 1, -1, -1):
+        v = r0 + p0 @ ring_v[(t + 1) % slots]
+        u = (p0 @ ring_u[(t + 1) % slots].T).T
+        obj = v - rs @ u
+        act = np.zeros(s_n, np.int8)
+        for i, (part, (_, p1, reward, cut)) in enumerate(zip(model.parts, folded, strict=True)):
+            kk = int(part.k)
+            if t + kk >= h:
+                vi, ui = cut[h - t - 1].copy(), np.zeros((m, s_n))
+            else:
+                vi = reward[1] + p1 @ ring_v[(t + kk) % slots]
+                ui = (p1 @ ring_u[(t + kk) % slots].T).T
+            ui[i] += 1.0
+            oi = vi - rs @ ui
+            take = oi > obj + tie_tol
+            v, obj = np.where(take, vi, v), np.where(take, oi, obj)
+            u = np.where(take[None], ui, u)
+            act[take] = i + 1
+        policy[t] = act
+        ring_v[t % slots], ring_u[t % slots] = v, u
+    start = model.parts[0].start
+    return TypedPenaltySolution(
+        penalties=rs, policy=policy, value0=ring_v[0].copy(), usage0=ring_u[0].copy(),
+        success=float(start @ ring_v[0]), usage=ring_u[0] @ start,
+    )  # fmt: skip
+
+
+def search_typed_penalties(
+    model: TypedModel, budgets: Sequence[float], *, sweeps: int = 6, atol: float = 1e-6
+) -> TypedPenaltySolution:
+    """Penalties whose expected requests of each type are <= its budget (coordinate bisection).
+
+    Each sweep sets every r_i in turn to the smallest value (bisection on [0, 2], any r > 1
+    never pays) meeting budget i with the other penalties held; sweeps repeat until no
+    penalty moves by more than ``atol``. Raises SolverError if a budget is still exceeded.
+    """
+    b = np.asarray(budgets, dtype=np.float64)
+    m = model.m
+    if b.shape != (m,) or not np.all(np.isfinite(b)) or np.any(b < 0):
+        raise BudgetError(f"search_typed_penalties: need {m} finite budgets >= 0, got {budgets!r}")
+    rs = np.zeros(m)
+    for _ in range(sweeps):
+        moved = 0.0
+        for i in range(m):
+            def usage(r: float, i: int = i) -> float:
+                trial = rs.copy()
+                trial[i] = r
+                return float(solve_typed_penalty(model, trial).usage[i])
+
+            if usage(0.0) <= b[i] + 1e-9:
+                new = 0.0
+            else:
+                lo, hi = 0.0, 2.0
+                while hi - lo > atol:
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (lo, mid) if usage(mid) <= b[i] + 1e-9 else (mid, hi)
+                new = hi
+            moved = max(moved, abs(new - rs[i]))
+            rs[i] = new
+        if moved <= atol:
+            break
+    sol = solve_typed_penalty(model, rs)
+    over = np.flatnonzero(sol.usage > b + 1e-6)
+    if over.size:
+        i = int(over[0])
+        raise SolverError(
+            f"search_typed_penalties: type {model.names[i]!r} uses {sol.usage[i]:.4g} > {b[i]:.4g}"
+        )
+    return sol

@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 from helpseek_core.budgeted import solve_budgeted
 from helpseek_core.errors import BudgetError, ShapeError
 from helpseek_core.exact import model_from_policies
-from helpseek_core.typed import TypedModel, label_typed, solve_typed
+from helpseek_core.typed import (
+    TypedModel,
+    estimate_typed,
+    label_typed,
+    search_typed_penalties,
+    solve_typed,
+    solve_typed_penalty,
+)
 
 
 class Ladder:
@@ -177,3 +184,112 @@ def test_labels_and_bad_input(make_model):
         TypedModel((model.parts[0], other), ("type0", "type1"))
     with pytest.raises(ShapeError, match="one distinct name per type"):
         TypedModel(model.parts, ("a", "a"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(spec=specs, r=st.sampled_from([(0.0, 0.0), (0.05, 0.2), (0.3, 0.01), (1.5, 0.1)]))
+def test_penalised_two_types_match_step_by_step_episodes(spec, r):
+    lad = Ladder(spec["seed"], spec["n_states"])
+    h, ks, costs = spec["horizon"], spec["ks"], spec["costs"]
+    model = lad.model(h, ks, costs)
+    sol = solve_typed_penalty(model, r)
+    big = (10**6, 10**6)
+
+    def penalised(t, s, c, qs):
+        return max(qs, key=lambda a: (qs[a][0] - float(np.dot(r, qs[a][1])), -a))
+
+    best = reference(lad, h, ks, costs, penalised)
+    follow = reference(lad, h, ks, costs, lambda t, s, c, qs: int(sol.policy[t, s]))
+    for s in range(lad.n):
+        opt_v, opt_u = best(0, s, big)
+        got_v, got_u = follow(0, s, big)
+        assert sol.value0[s] - np.dot(r, sol.usage0[:, s]) == pytest.approx(opt_v - np.dot(r, opt_u), abs=1e-9)
+        assert got_v == pytest.approx(sol.value0[s], abs=1e-9)
+        assert got_u == pytest.approx(sol.usage0[:, s], abs=1e-9)
+
+
+def test_one_type_penalty_is_the_lagrangian_solver(make_model):
+    from helpseek_core.lagrangian import solve_penalty
+
+    for seed in range(4):
+        base = make_model(seed, 5, 7, k=2, cost=1, leaf_p=0.2)
+        for r in (0.0, 0.07, 0.3):
+            ref = solve_penalty(base, r)
+            sol = solve_typed_penalty(TypedModel.from_tabular(base), [r])
+            assert np.array_equal(sol.policy.astype(bool), ref.policy)
+            assert np.allclose(sol.value0, ref.value0) and np.allclose(sol.usage0[0], ref.usage0)
+
+
+def test_penalty_search_meets_every_budget():
+    lad = Ladder(7, 3)
+    model = lad.model(8, (1, 3), (1, 1))
+    free = solve_typed_penalty(model, [0.0, 0.0])
+    budgets = free.usage * np.array([0.5, 0.3])
+    sol = search_typed_penalties(model, budgets)
+    assert np.all(sol.usage <= budgets + 1e-6)
+    assert np.all(sol.penalties > 0)
+    # it is never better than the hard-budget optimum with the budgets rounded up
+    exact = solve_typed(model, tuple(int(np.ceil(b)) for b in budgets))
+    assert sol.success <= exact.success[tuple(int(np.ceil(b)) for b in budgets)] + 1e-9
+
+
+def simulate(lad: Ladder, horizon, ks, episodes, rng):
+    """Random interventions of each type (p = 0.15 each): a typed step log."""
+    from helpseek_core.types import StepLog
+
+    n = lad.n
+    cols = {c: [] for c in ("ep", "t", "key", "act", "typ", "dur", "nxt", "done", "trunc", "succ")}
+    for e in range(episodes):
+        s, t, rows, win = int(rng.choice(n, p=lad.start)), 0, [], False
+        while True:
+            u = rng.random()
+            a = 0 if u < 0.7 else (1 if u < 0.85 else 2)
+            steps = 1 if a == 0 else ks[a - 1]
+            cur, dur, end = s, 0, None
+            for _ in range(steps):
+                row = lad.rows[a][cur]
+                nxt = int(rng.choice(n + 2, p=row))
+                dur += 1
+                if nxt >= n:
+                    end = nxt
+                    break
+                cur = nxt
+                if t + dur >= horizon:
+                    break
+            if end is not None:
+                win = end == n
+                rows.append((e, t, s, int(a > 0), max(a - 1, 0), dur, -1, True, False))
+                break
+            timeout = t + dur >= horizon
+            rows.append((e, t, s, int(a > 0), max(a - 1, 0), dur, cur, timeout, timeout))
+            if timeout:
+                break
+            s, t = cur, t + dur
+        for r in rows:
+            for name, v in zip(cols, (*r, win), strict=True):
+                cols[name].append(v)
+    m = len(cols["ep"])
+    return StepLog(
+        episode_id=np.array(cols["ep"]), task_id=np.zeros(m), t=np.array(cols["t"]),
+        state_key=np.array(cols["key"]), features=np.zeros((m, 1)), action=np.array(cols["act"]),
+        intervention_type=np.array(cols["typ"]), cost=np.array(cols["act"]),
+        duration=np.array(cols["dur"]), next_state_key=np.array(cols["nxt"]),
+        done=np.array(cols["done"]), truncated=np.array(cols["trunc"]), success=np.array(cols["succ"]),
+        behavior_p=np.full(m, 0.15),
+    )  # fmt: skip
+
+
+def test_estimated_typed_model_converges_to_the_exact_one():
+    lad = Ladder(3, 3, density=0.9)
+    h, ks = 6, (1, 2)
+    exact = lad.model(h, ks, (1, 1))
+    log = simulate(lad, h, ks, 6000, np.random.default_rng(0))
+    est = estimate_typed(log, h, ks, (1, 1), ("type0", "type1"))
+    assert est.parts[0].state_keys.tolist() == [0, 1, 2]
+    a = solve_typed(exact, (2, 1))
+    b = solve_typed(est, (2, 1))
+    assert np.max(np.abs(a.success - b.success)) < 0.03
+    for i in range(2):
+        assert np.abs(est.parts[i].trans[1].toarray() - exact.parts[i].trans[1].toarray()).max() < 0.05
+    with pytest.raises(ShapeError, match="intervention_type 1, expected 0..0"):
+        estimate_typed(log, h, ks[:1], (1,), ("only",))
