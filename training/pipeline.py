@@ -264,7 +264,7 @@ class FeatureRepresentation:
         from training.offline_eval import offline_evaluation
 
         return offline_evaluation(
-            steps, self.helper, self.prm, n_min=self.cfg.model.n_min, leaf=self.cfg.model.leaf,
+            steps, self.helper, self.prm, p2.model, n_min=self.cfg.model.n_min, leaf=self.cfg.model.leaf,
             timeout_failure=p2.timeout_failure, budgets=self.cfg.evaluation.budgets,
             out=run.dir / "report", bootstrap=self.cfg.offline_bootstrap,
         )  # fmt: skip
@@ -320,6 +320,7 @@ ALIASES = {
     "model.leaf": "--leaf", "evaluation.budgets": "--budgets", "evaluation.episodes": "--episodes",
     "evaluation.n_tasks": "--eval-tasks", "evaluation.calibration": "--calibration",
     "evaluation.train_seed_check": "--train-seed-check",
+    "evaluation.allow_failed_checks": "--allow-failed-checks",
 }  # fmt: skip
 """Flags kept short (and as they were before the parser was derived)."""
 

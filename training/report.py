@@ -333,4 +333,5 @@ def manifest_summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "success": per,
         "apgr": {name: p["apgr"] for name, p in pol.items()},
         "targets": {k: v["met"] for k, v in metrics["targets"].items()},
+        "self_checks": metrics.get("self_checks", []),
     }

@@ -36,6 +36,7 @@ from helpseek_core.types import BudgetedSolution, StepLog, TabularModel
 from training.evaluate import EvalConfig, PolicySet, evaluate
 from training.phase2 import StateScorer, estimate, oracle_for, timeout_failure
 from training.report import manifest_summary, write_report
+from training.selfcheck import enforce_checks
 from training.source import Steps, StepSource
 from training.staging import staged_output
 
@@ -184,6 +185,10 @@ def train(settings: RunSettings, source: StepSource, rep: Representation) -> Pat
                 "dp_success": p2.solution.success.tolist()}  # fmt: skip
         (run.run_dir / "training.json").write_text(json.dumps(info, indent=2, default=str))
     say(f"artifact written to {out} (report: {out / 'report' / 'report.md'})")
+    if metrics is not None and "self_checks" in metrics:  # after export: the report stays
+        enforce_checks(
+            metrics, out / "report" / "report.md", allow=settings.evaluation.allow_failed_checks
+        )
     return out
 
 
