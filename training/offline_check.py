@@ -50,13 +50,15 @@ def compare(live_dir: Path, log_dir: Path) -> dict[str, Any]:
             lv = cells.get(c["budget"])
             if lv is None:
                 continue
-            m, s = c["model"], c["importance_sampling"]
+            m, s, d = c["model"], c["importance_sampling"], c["doubly_robust"]
             rows.append({
                 "policy": pol["label"], "budget": c["budget"], "live": lv["success"],
                 "live_ci": lv.get("ci"), "model": m["success"], "model_ci": m["ci"],
                 "model_inside": m["ci"][0] <= lv["success"] <= m["ci"][1],
                 "is": s["success"], "is_ci": s["ci"], "is_ess": s["ess"],
                 "is_inside": bool(s["ci"][0] <= lv["success"] <= s["ci"][1]),
+                "dr": d["success"], "dr_ci": d["ci"],
+                "dr_inside": bool(d["ci"][0] <= lv["success"] <= d["ci"][1]),
             })  # fmt: skip
     return {"env": live["env"], "same_helper_weights": bool(same), "rows": rows}
 
@@ -65,14 +67,15 @@ def _md(results: list[dict[str, Any]]) -> str:
     lines = ["# train --log vs train --env, offline estimates vs live", ""]
     for r in results:
         lines += [f"## {r['env']}", "", f"helper weights identical: **{r['same_helper_weights']}**",
-                  "", "| policy | C | live | model-based [95%] | in? | weighted IS [95%] (ESS) | in? |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "", "| policy | C | live | model-based [95%] | in? | weighted IS [95%] (ESS) | in? "
+                  "| doubly robust [95%] | in? |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for x in r["rows"]:
             lines.append(
                 f"| {x['policy']} | {x['budget']} | {x['live']:.3f} | {x['model']:.3f} "
                 f"[{x['model_ci'][0]:.3f}, {x['model_ci'][1]:.3f}] | {'yes' if x['model_inside'] else 'NO'} "
                 f"| {x['is']:.3f} [{x['is_ci'][0]:.3f}, {x['is_ci'][1]:.3f}] ({x['is_ess']:.0f}) "
-                f"| {'yes' if x['is_inside'] else 'NO'} |"
+                f"| {'yes' if x['is_inside'] else 'NO'} | {x['dr']:.3f} [{x['dr_ci'][0]:.3f}, "
+                f"{x['dr_ci'][1]:.3f}] | {'yes' if x['dr_inside'] else 'NO'} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -14,7 +14,11 @@ seeded fraction of its episodes), two ways, each with a 95% interval:
    (logged action); the estimate is sum(w * success) / sum(w). With the terminal reward only,
    per-decision IS equals per-episode IS. The effective sample size n_eff = (sum w)^2 / sum w^2
    says how many episodes it really rests on; interval: Wilson's at n_eff (rounded) — a
-   percentile bootstrap collapses to a point when the few matched episodes agree.
+   percentile bootstrap collapses to a point when the few matched episodes agree;
+3. **doubly robust** — per-decision DR (:func:`training.off_policy.dr_estimate`) with the
+   *training* episodes' model (the helper's own) as the control variate: unbiased like IS
+   whatever that model's errors, tighter the better it is; interval: normal, mean +- 1.96 SE
+   over held-out episodes.
 
 Policies: the helper, never, and the PRM- / gain-threshold baselines, calibrated as the live
 evaluation does without an exact oracle (thresholds matched, on the training log, to the
@@ -40,14 +44,13 @@ from helpseek_core.model import align_keys
 from helpseek_core.occupancy import intervention_rate
 from helpseek_core.prm import MLPPRM
 from helpseek_core.types import StepLog, TabularModel
+from training.off_policy import RowDecide, dr_estimate, is_estimate
 from training.phase2 import estimate
 from training.source import Steps
 
-__all__ = ["OFFLINE_LABEL", "is_estimate", "model_policy_table", "offline_evaluation"]
+__all__ = ["OFFLINE_LABEL", "model_policy_table", "offline_evaluation"]
 
 OFFLINE_LABEL = "offline estimate (held-out episodes of the log, no environment)"
-# (N rows, c (N,) remaining budget, steps_left (N,)) -> (N,) intervene
-RowDecide = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def _first_visits(log: StepLog, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,32 +83,6 @@ def model_policy_table(
     return table
 
 
-def is_estimate(
-    log: StepLog, steps_left: np.ndarray, decide: RowDecide, budget: int, cost: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-episode (importance weight, success) of a budgeted policy started with ``budget``.
-
-    The remaining budget at a row is ``budget`` minus the cost of the episode's logged
-    interventions before it (equal to the policy's own as long as it agrees with the log).
-    """
-    ep = log.episode_id
-    start = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
-    spent = log.action.astype(np.int64) * cost
-    before = np.cumsum(spent) - spent
-    before -= np.repeat(before[start], np.diff(np.r_[start, len(log)]))
-    c = budget - before
-    act = log.action.astype(bool)
-    pi = np.zeros(len(log), bool)
-    ok = c >= cost
-    if ok.any():
-        rows = np.flatnonzero(ok)
-        pi[rows] = decide(rows, c[rows], np.maximum(steps_left[rows], 0))
-    p = log.behavior_p.astype(np.float64)
-    pb = np.where(act, p, 1.0 - p)
-    ratio = np.where(pi == act, 1.0 / np.maximum(pb, 1e-12), 0.0)
-    return np.multiply.reduceat(ratio, start), log.success[start].astype(np.float64)
-
-
 def _wis(w: np.ndarray, r: np.ndarray) -> float:
     total = float(w.sum())
     return float((w * r).sum() / total) if total > 0 else float("nan")
@@ -121,10 +98,10 @@ def _bootstrap_episodes(log: StepLog, rng: np.random.Generator) -> StepLog:
 
 
 def _policies(
-    steps: Steps, helper: Helper, prm: MLPPRM, test_prm: np.ndarray
+    log: StepLog, log_prm: np.ndarray, helper: Helper, cost: int
 ) -> dict[str, Callable[[dict[str, float] | None], RowDecide]]:
-    """Row deciders on the held-out log; thresholds take their calibrated parameters."""
-    test = steps.test
+    """Row deciders on ``log`` (its PRM scores ``log_prm``); thresholds take their parameters."""
+    test = log
 
     def helper_rows(rows: np.ndarray, c: np.ndarray, left: np.ndarray) -> np.ndarray:
         s = helper.score(test.features[rows], c.reshape(-1, 1), left)
@@ -135,8 +112,8 @@ def _policies(
             policy = make_policy(name, **(params or {}))
 
             def rows_decide(rows: np.ndarray, c: np.ndarray, left: np.ndarray) -> np.ndarray:
-                ctx = BatchContext(t=test.t[rows], steps_left=left, remaining=c, cost=steps.cost,
-                                   features=test.features[rows], prm=test_prm[rows])  # fmt: skip
+                ctx = BatchContext(t=test.t[rows], steps_left=left, remaining=c, cost=cost,
+                                   features=test.features[rows], prm=log_prm[rows])  # fmt: skip
                 return policy.decide_batch(ctx, np.random.default_rng(0))
 
             return rows_decide
@@ -156,19 +133,26 @@ LABELS = {"helper": "helper", "never": "never", "prm_threshold": "PRM-threshold"
 
 
 def offline_evaluation(
-    steps: Steps, helper: Helper, prm: MLPPRM, *, n_min: int, leaf: str, timeout_failure: bool,
-    budgets: tuple[int, ...], out: Path, bootstrap: int = 200, seed: int = 0,
+    steps: Steps, helper: Helper, prm: MLPPRM, train_model: TabularModel, *, n_min: int,
+    leaf: str, timeout_failure: bool, budgets: tuple[int, ...], out: Path, bootstrap: int = 200,
+    seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
-    """Estimate every policy's success per budget offline; write ``out``; return a summary."""
+    """Estimate every policy's success per budget offline; write ``out``; return a summary.
+
+    ``train_model`` (the model the helper was trained on) is the doubly robust estimate's
+    control variate; the model-based estimate uses a model of the held-out episodes only.
+    """
     test, left = steps.test, steps.test_steps_left
     cmax = max(budgets)
     model = estimate(test, prm, steps.horizon, steps.k, steps.cost, n_min, leaf, timeout_failure)
     test_prm = prm.score(test.features)
-    makers = _policies(steps, helper, prm, test_prm)
+    makers = _policies(test, test_prm, helper, steps.cost)
     train = steps.log
+    train_prm = prm.score(train.features)
+    train_makers = _policies(train, train_prm, helper, steps.cost)
     ctxs = BatchContext(t=train.t, steps_left=np.zeros(len(train), np.int64),
                         remaining=np.full(len(train), 10**6), cost=steps.cost,
-                        features=train.features, prm=prm.score(train.features))  # fmt: skip
+                        features=train.features, prm=train_prm)  # fmt: skip
     tables: dict[str, dict[int, np.ndarray]] = {}
     deciders: dict[str, dict[int, RowDecide]] = {}
     params: dict[str, dict[int, dict[str, float]]] = {}
@@ -201,6 +185,14 @@ def offline_evaluation(
             for m, idx in boots:
                 samples.append(evaluate_policy(m, table[:, idx, :], budget=b)[0])
             w, r = is_estimate(test, left, deciders[name][b], b, steps.cost)
+            plan = model_policy_table(
+                train_model, train, steps.steps_left,
+                train_makers[name](params.get(name, {}).get(b)), cmax,
+            )  # fmt: skip
+            dr = dr_estimate(test, left, deciders[name][b], b, steps.cost, train_model, plan)
+            half = (
+                1.96 * float(dr.std(ddof=1)) / np.sqrt(dr.shape[0]) if dr.shape[0] > 1 else np.nan
+            )
             est, ess = _wis(w, r), float(w.sum() ** 2 / max(float((w**2).sum()), 1e-300))
             n_eff = max(int(round(ess)), 1)
             is_ci = (list(wilson_interval(int(round(est * n_eff)), n_eff)) if np.isfinite(est)
@@ -214,6 +206,8 @@ def offline_evaluation(
                     "success": est, "ci": is_ci, "ess": ess,
                     "matched_episodes": int((w > 0).sum()), "episodes": int(w.shape[0]),
                 },
+                "doubly_robust": {"success": float(dr.mean()),
+                                  "ci": [float(dr.mean() - half), float(dr.mean() + half)]},
             })  # fmt: skip
         policies[name] = {"label": LABELS[name], "cells": cells}
     metrics = {
@@ -234,6 +228,7 @@ def offline_evaluation(
         "never_model_success": [c["model"]["success"] for c in policies["never"]["cells"]],
         "helper_is_success": [c["importance_sampling"]["success"]
                               for c in policies["helper"]["cells"]],
+        "helper_dr_success": [c["doubly_robust"]["success"] for c in policies["helper"]["cells"]],
     }  # fmt: skip
 
 
@@ -257,17 +252,18 @@ def offline_markdown(metrics: dict[str, Any]) -> str:
         "sample size for importance sampling.",
         "",
         "| policy | C | model-based success [95%] | interventions/ep | weighted IS success [95%] "
-        "| IS ESS / matched / episodes |",
-        "|---|---|---|---|---|---|",
+        "| IS ESS / matched / episodes | doubly robust [95%] |",
+        "|---|---|---|---|---|---|---|",
     ]
     for pol in metrics["policies"].values():
         for c in pol["cells"]:
-            m, s = c["model"], c["importance_sampling"]
+            m, s, d = c["model"], c["importance_sampling"], c["doubly_robust"]
             lines.append(
                 f"| {pol['label']} | {c['budget']} | {m['success']:.3f} [{m['ci'][0]:.3f}, "
                 f"{m['ci'][1]:.3f}] | {m['interventions_per_episode']:.2f} | {s['success']:.3f} "
                 f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | {s['ess']:.1f} / "
-                f"{s['matched_episodes']} / {s['episodes']} |"
+                f"{s['matched_episodes']} / {s['episodes']} | {d['success']:.3f} "
+                f"[{d['ci'][0]:.3f}, {d['ci'][1]:.3f}] |"
             )
     lines += ["", "Threshold parameters per budget (matched to the helper's predicted rate): "
               f"`{json.dumps(metrics['threshold_params'])}`"]  # fmt: skip

@@ -17,7 +17,7 @@ from training import cli
 from training.config import PRMConfig, add_dataclass_arguments, from_namespace
 from training.evaluate import EvalConfig
 from training.helper_train import HelperConfig
-from training.offline_eval import is_estimate
+from training.off_policy import is_estimate
 from training.pipeline import ModelConfig, TrainConfig
 from training.pipeline import main as train_main
 from training.staging import staged_output
@@ -189,3 +189,26 @@ def test_parser_is_derived_from_the_dataclass() -> None:
     assert cfg.train_seeds == (0, 1, 2, 7) and cfg.helper.epochs == 3 and not cfg.progress
     assert cfg.evaluation.budgets == (0, 2) and cfg.helper.lr == HelperConfig().lr  # others kept
     assert cfg.cmax == 5 and cfg.out == Path("x")
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_policy_q_agrees_with_the_exact_forward_evaluation(k: int) -> None:
+    """The DR's backward Q^pi, read at t = 0 under the start distribution, equals core's
+    independent forward pass (exact.evaluate_policy) for arbitrary budgeted policies."""
+    from helpseek_core.exact import evaluate_policy
+    from training.envs import make_env
+    from training.off_policy import policy_q
+    from training.phase2 import oracle_for
+
+    model, _, kind = oracle_for(make_env(TINY_ENV), k=k, cost=1, cmax=3, estimated=None)
+    assert kind == "exact" and model is not None
+    rng = np.random.default_rng(k)
+    s = model.n_states
+    for _ in range(3):
+        table = rng.random((model.horizon, s, 4)) < 0.3
+        table[:, :, 0] = False  # never intervene without budget
+        q0, q1 = policy_q(model, table, np.zeros(s, np.int64), np.arange(s))
+        v0 = np.where(table[0], q1, q0)
+        for c in range(4):
+            want, _ = evaluate_policy(model, table, budget=c)
+            assert model.start @ v0[:, c] == pytest.approx(want, abs=1e-9)
