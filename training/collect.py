@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +145,13 @@ def _run_process(tasks: list[ShardTask], workers: int) -> Iterable[dict[str, Any
         yield from map(collect_shard, tasks)
         return
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(collect_shard, t) for t in tasks]
-        for fut in as_completed(futures):
-            yield fut.result()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(collect_shard, t) for t in tasks]
+            for fut in as_completed(futures):
+                yield fut.result()
+    except BrokenProcessPool as exc:
+        raise ChildProcessError(f"a worker process died ({exc})") from exc
 
 
 def collect_shard_bytes(task: ShardTask, sources: dict[str, bytes]) -> tuple[dict[str, Any], bytes]:
@@ -185,7 +189,15 @@ def _run_ray(tasks: list[ShardTask], workers: int, address: str | None) -> Itera
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             task = pending.pop(done[0])
-            summary, content = ray.get(done[0])
+            try:
+                summary, content = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:  # the shard itself raised
+                raise ChildProcessError(f"shard {task['name']} failed: {exc.cause!r}") from exc
+            except ray.exceptions.RayError as exc:  # worker / node lost beyond the retries
+                reason = str(exc).strip().splitlines()[0]
+                raise ChildProcessError(
+                    f"shard {task['name']} lost after {RAY_MAX_RETRIES} retries ({reason})"
+                ) from exc
             _write_atomic(Path(task["path"]), content)
             yield summary
     finally:
@@ -215,10 +227,17 @@ def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
     else:
         shards = _run_process(todo, workers)
     bar = tqdm(total=len(todo), desc="shards", unit="shard", disable=not cfg.progress)
-    for summary in shards:
-        done[summary["name"]] = summary
-        bar.update(1)
-    bar.close()
+    try:
+        for summary in shards:
+            done[summary["name"]] = summary
+            bar.update(1)
+    except ChildProcessError as exc:  # an OSError: the CLI exits 2 with this message
+        raise ChildProcessError(
+            f"collect {adapter.spec}: {exc}; {len(done)} of {len(tasks)} shards are written in "
+            f"{out / 'shards'}: run the same command again to resume"
+        ) from exc
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - t0
     shards = [done[t["name"]] for t in tasks]
     counts: dict[str, Any] = {}
