@@ -212,3 +212,38 @@ def test_policy_q_agrees_with_the_exact_forward_evaluation(k: int) -> None:
         for c in range(4):
             want, _ = evaluate_policy(model, table, budget=c)
             assert model.start @ v0[:, c] == pytest.approx(want, abs=1e-9)
+
+
+def test_export_log_then_train_log_round_trip(tmp_path: Path) -> None:
+    """Decision records (explore sessions: behaviour p logged) -> export-log -> train --log."""
+    from helpseek_core.artifact import load_artifact
+    from helpseek_core.helper import Helper
+    from training.envs import episode_rng, make_env, run_episode
+
+    adapter = make_env(TINY_ENV)
+    lines = []
+    for i in range(120):
+        p = (i % 6) / 5
+        rng, dyn = episode_rng(7, i % 10, i // 10)
+        ep = run_episode(adapter, i % 10, p, rng=rng, dynamics_seed=dyn, episode_id=i)
+        sid = f"s{i}"
+        for j in range(len(ep)):
+            lines.append({"record": "decision", "episode_id": sid, "tenant": "t", "t": ep.t[j],
+                          "state_key": ep.state_key[j], "features": ep.features[j].tolist(),
+                          "action": ep.action[j], "cost": ep.cost[j], "behavior_p": p,
+                          "steps_left": adapter.horizon - ep.t[j]})  # fmt: skip
+        lines.append({"record": "outcome", "episode_id": sid, "tenant": "t",
+                      "success": ep.success, "steps": ep.steps})  # fmt: skip
+    src = tmp_path / "decisions.jsonl"
+    src.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    steplog = tmp_path / "steplog"
+    assert cli.main(["export-log", "--log", str(src), "--out", str(steplog)]) == 0
+    out = tmp_path / "art"
+    assert cli.main(["train", "--log", str(steplog), "--out", str(out),
+                     "--offline-bootstrap", "20", *FAST]) == 0  # fmt: skip
+    art = load_artifact(out)
+    helper = Helper.from_artifact(art)
+    assert art.manifest["env"] == "service" and art.manifest["horizon"] == adapter.horizon
+    assert art.manifest["source"]["held_out"] == "test split"
+    assert art.manifest["helper"]["fit"]["rows"] > 0 and helper.cmax == 2
+    assert art.manifest["dp"]["usage"][2] > 0  # the log taught the DP when to ask
