@@ -5,7 +5,9 @@ known probability (``behavior_p``: P(intervene) of the logging policy, e.g. Phas
 p). The remaining budget at a logged row is the starting budget minus the cost of the
 episode's logged interventions before it — the policy's own, as long as it agrees with the log.
 
-- :func:`is_estimate`: per-episode importance weights prod 1[a = pi] / b(a) and outcomes.
+- :func:`prefix_weights`: rho_t = P_pi(logged actions up to t) / P_b(the same), P_b the
+  mixture of the episodes' logged p (multiple importance sampling) where each episode has one.
+- :func:`is_estimate`: per-episode importance weights (rho at the last row) and outcomes.
 - :func:`policy_q`: Q^pi(t, s, c, a) of a policy table on a tabular model, by a backward pass
   (leaves folded, horizon-cut interventions earn their j < k steps: the solvers' conventions).
 - :func:`dr_estimate`: per-episode doubly robust values (Jiang & Li 2016) with that model's
@@ -23,7 +25,14 @@ from helpseek_core.budgeted import cut_rewards, folded_rewards
 from helpseek_core.model import align_keys
 from helpseek_core.types import StepLog, TabularModel
 
-__all__ = ["RowDecide", "dr_estimate", "is_estimate", "logged_budget", "policy_q"]
+__all__ = [
+    "RowDecide",
+    "dr_estimate",
+    "is_estimate",
+    "logged_budget",
+    "policy_q",
+    "prefix_weights",
+]
 
 RowDecide = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(rows (n,), remaining budget c (n,), steps left (n,)) -> (n,) bool intervene."""
@@ -43,10 +52,25 @@ def logged_budget(log: StepLog, budget: int, cost: int) -> np.ndarray:
     return budget - before
 
 
-def _ratios(
+def _episode_p(log: StepLog, start: np.ndarray) -> np.ndarray | None:
+    """(E,) each episode's behaviour p, or None when p varies within an episode."""
+    p = log.behavior_p.astype(np.float64)
+    first = np.repeat(p[start], np.diff(np.r_[start, len(log)]))
+    return p[start] if np.array_equal(p, first) else None
+
+
+def prefix_weights(
     log: StepLog, steps_left: np.ndarray, decide: RowDecide, budget: int, cost: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: (1[a = pi] / b(a), the policy's action pi, the remaining budget c)."""
+    """Per row: (rho_t = P_pi(actions up to t) / P_b(actions up to t), pi's action, c).
+
+    When each episode was logged at one p (Phase I's random p, an explore session's p), the
+    behaviour is the *mixture* of those p (their frequencies in the log) and P_b is the
+    mixture's probability of the prefix (multiple importance sampling, balance heuristic):
+    still unbiased, and a deterministic policy's weight is bounded by 1 / (share of the p
+    that agree with it) instead of growing like (1 / (1 - p)) ** T. Otherwise P_b is the
+    product of the rows' own probabilities.
+    """
     c = logged_budget(log, budget, cost)
     act = log.action.astype(bool)
     pi = np.zeros(len(log), bool)
@@ -54,18 +78,36 @@ def _ratios(
     if ok.any():
         rows = np.flatnonzero(ok)
         pi[rows] = decide(rows, c[rows], np.maximum(steps_left[rows], 0))
-    p = log.behavior_p.astype(np.float64)
-    pb = np.where(act, p, 1.0 - p)
-    return np.where(pi == act, 1.0 / np.maximum(pb, 1e-12), 0.0), pi, c
+    start = _starts(log)
+    lens = np.diff(np.r_[start, len(log)])
+    ep_p = _episode_p(log, start)
+    grid = np.unique(ep_p) if ep_p is not None else log.behavior_p.astype(np.float64)
+    if ep_p is not None:
+        share = np.array([np.mean(ep_p == g) for g in grid])
+        probs = np.where(act[:, None], grid[None, :], 1.0 - grid[None, :])  # (N, P)
+    else:
+        share = np.ones(1)
+        p = log.behavior_p.astype(np.float64)
+        probs = np.where(act, p, 1.0 - p)[:, None]
+    with np.errstate(divide="ignore"):
+        logp = np.log(probs)
+    matched = pi == act
+    rho = np.zeros(len(log))
+    for a, n in zip(start, lens, strict=True):
+        cum = np.cumsum(logp[a : a + n], axis=0)  # (n, P) log P_b_p(prefix)
+        mix = np.exp(cum) @ share
+        ok_prefix = np.cumprod(matched[a : a + n]).astype(bool)
+        rho[a : a + n] = np.where(ok_prefix, 1.0 / np.maximum(mix, 1e-300), 0.0)
+    return rho, pi, c
 
 
 def is_estimate(
     log: StepLog, steps_left: np.ndarray, decide: RowDecide, budget: int, cost: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-episode (importance weight, success) of a budgeted policy started with ``budget``."""
-    ratio, _, _ = _ratios(log, steps_left, decide, budget, cost)
-    start = _starts(log)
-    return np.multiply.reduceat(ratio, start), log.success[start].astype(np.float64)
+    rho, _, _ = prefix_weights(log, steps_left, decide, budget, cost)
+    last = np.r_[_starts(log)[1:], len(log)] - 1
+    return rho[last], log.success[last].astype(np.float64)
 
 
 def policy_q(
@@ -109,7 +151,7 @@ def dr_estimate(
 
     Rows whose state the model does not know (or t >= H) get Q = V = 0: plain IS there.
     """
-    ratio, pi, c = _ratios(log, steps_left, decide, budget, cost)
+    rho_all, pi, c = prefix_weights(log, steps_left, decide, budget, cost)
     idx = align_keys(model.state_keys, log.state_key)
     t = log.t.astype(np.int64)
     known = (idx >= 0) & (t < model.horizon)
@@ -122,7 +164,7 @@ def dr_estimate(
     start = _starts(log)
     out = np.zeros(start.shape[0])
     for i, (a, b) in enumerate(zip(start, np.r_[start[1:], len(log)], strict=True)):
-        rho = np.cumprod(ratio[a:b])
+        rho = rho_all[a:b]
         prev = np.r_[1.0, rho[:-1]]
         out[i] = float(np.sum(rho * r[a:b] - rho * q_a[a:b] + prev * v_pi[a:b]))
     return out

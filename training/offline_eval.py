@@ -9,9 +9,11 @@ seeded fraction of its episodes), two ways, each with a 95% interval:
    it (:func:`helpseek_core.exact.evaluate_policy`, a forward pass over (t, s, c)); interval:
    percentile bootstrap over held-out episodes (model re-estimated per resample);
 2. **importance sampling** — weighted per-episode importance sampling from the logged behaviour
-   probabilities: an episode's weight is the product over its decisions of
-   1[logged action = the policy's action at the logged state and remaining budget] / P_behaviour
-   (logged action); the estimate is sum(w * success) / sum(w). With the terminal reward only,
+   probabilities (:func:`training.off_policy.prefix_weights`): an episode's weight is
+   1[every logged action = the policy's action at the logged state and remaining budget] /
+   P_behaviour(its logged actions), P_behaviour the mixture of the episodes' logged p
+   (multiple importance sampling) where each episode was logged at one p, else the product of
+   the rows' own probabilities; the estimate is sum(w * success) / sum(w). With the terminal reward only,
    per-decision IS equals per-episode IS. The effective sample size n_eff = (sum w)^2 / sum w^2
    says how many episodes it really rests on; interval: Wilson's at n_eff (rounded) — a
    percentile bootstrap collapses to a point when the few matched episodes agree;

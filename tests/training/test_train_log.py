@@ -96,13 +96,22 @@ def test_is_estimate_matches_hand_computed_weights() -> None:
     def second_step(rows: np.ndarray, c: np.ndarray, steps_left: np.ndarray) -> np.ndarray:
         return log.t[rows] == 1  # intervene at t = 1 whenever the budget allows
 
+    # the behaviour is the mixture of the episodes' p (1/2 each): P_b(prefix) averages the two
     w, r = is_estimate(log, left, second_step, budget=1, cost=1)
-    # episode 0 agrees: (1 / 0.5) * (1 / 0.5) = 4; episode 1 proceeds at t=1: weight 0
-    np.testing.assert_allclose(w, [4.0, 0.0])
+    # episode 0 agrees (proceed, intervene): 1 / (0.5 * 0.5 * 0.5 + 0.5 * 0.8 * 0.2);
+    # episode 1 proceeds at t=1 where the policy intervenes: weight 0
+    np.testing.assert_allclose(w, [1 / (0.5 * 0.25 + 0.5 * 0.16), 0.0])
     np.testing.assert_array_equal(r, [1.0, 0.0])
     w0, _ = is_estimate(log, left, second_step, budget=0, cost=1)
-    # with no budget the policy must proceed: episode 0 disagrees; episode 1: 1/0.8 * 1/0.8
-    np.testing.assert_allclose(w0, [0.0, 1 / 0.8**2])
+    # with no budget the policy must proceed: episode 0 disagrees; episode 1 (proceed, proceed)
+    np.testing.assert_allclose(w0, [0.0, 1 / (0.5 * 0.25 + 0.5 * 0.64)])
+    # p varying inside an episode: the rows' own probabilities, multiplied
+    mixed = StepLog(**{**{n: getattr(log, n) for n in (
+        "episode_id", "task_id", "t", "state_key", "features", "action", "intervention_type",
+        "cost", "duration", "next_state_key", "done", "truncated", "success")},
+        "behavior_p": np.array([0.5, 0.25, 0.2, 0.2])})  # fmt: skip
+    wm, _ = is_estimate(mixed, left, second_step, budget=1, cost=1)
+    np.testing.assert_allclose(wm, [1 / (0.5 * 0.25), 0.0])
 
 
 def _good_shard(tmp_path: Path) -> tuple[Path, pa.Table]:
