@@ -2,7 +2,7 @@
 
 ``helpseek train --log`` without ``--env`` cannot run live episodes, so its report estimates
 each policy's success per budget C on the log's **held-out episodes** (its test split, else a
-seeded fraction of its episodes), two ways, each with a 95% interval:
+seeded fraction of its episodes), three ways, each with a 95% interval:
 
 1. **model-based** — a tabular model estimated from the held-out episodes only (leaves valued
    by the PRM trained on the training episodes) and exact policy evaluation of each policy on

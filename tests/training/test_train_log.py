@@ -256,3 +256,20 @@ def test_export_log_then_train_log_round_trip(tmp_path: Path) -> None:
     assert art.manifest["source"]["held_out"] == "test split"
     assert art.manifest["helper"]["fit"]["rows"] > 0 and helper.cmax == 2
     assert art.manifest["dp"]["usage"][2] > 0  # the log taught the DP when to ask
+
+
+def test_the_documented_writer_example_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/your-agent.md "The step-log schema": its Python example runs and train --log takes it."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "your-agent.md").read_text()
+    section = doc[doc.index('<!-- BEGIN "The step-log schema"') :]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "your-agent.md", "exec"), {})  # noqa: S102 - our own documentation
+    train, manifest = read_steplog(tmp_path / "my-log", split="train")
+    assert len(np.unique(train.episode_id)) == 160 and manifest["env"] == "my-system"
+    assert cli.main(["train", "--log", "my-log", "--out", "my-artifact", "--cmax", "2",
+                     "--offline-bootstrap", "10", "--helper-epochs", "3", "--no-lagrangian",
+                     "--no-offline-rl", "--budgets", "0,1,2", "--no-progress"]) == 0  # fmt: skip
+    assert "offline estimate" in (tmp_path / "my-artifact" / "report" / "report.md").read_text()
