@@ -5,9 +5,9 @@ says ``kind: "text"`` — and gets back an object that satisfies its ``Scorer`` 
 
 - ``score(features, text, budgets, steps_left) -> Scored`` (core's record; synchronous, one
   batched forward pass over the budgets), and
-- ``ascore(...)`` (the same, awaited): every (text, budget) row is submitted to a
-  :class:`~helpseek_text.batching.MicroBatcher`, which runs the forward pass in its own worker
-  thread and merges the rows of concurrent requests (other sessions) into one batch. The event
+- ``ascore(...)`` (the same, awaited): the request's (text, budget) rows are submitted together
+  to a :class:`~helpseek_text.batching.MicroBatcher`, which runs the forward pass in its own
+  worker thread and merges the rows of concurrent requests (other sessions) into one batch. The event
   loop never runs torch, so ``/healthz`` keeps answering during a slow forward pass.
 
 ``aclose()`` stops the batcher (the service calls it at shutdown and after a reload swap).
@@ -74,7 +74,7 @@ class TextArtifactScorer:
         scorer: TextScorer,
         *,
         max_batch: int = 32,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = 0.005,
     ) -> None:
         helper = scorer.helper
         if helper is None:
@@ -130,8 +130,7 @@ class TextArtifactScorer:
         """Like :meth:`score`, off the event loop through the micro-batcher."""
         rows = self._rows(text, budgets, steps_left)
         batcher = self._batcher_here()
-        results = await asyncio.gather(*(batcher.submit(r) for r in rows))
-        return self._scored(budgets, list(results))
+        return self._scored(budgets, await batcher.submit_many(rows))
 
     def _batcher_here(self) -> MicroBatcher[Row, RowResult]:
         loop = asyncio.get_running_loop()
