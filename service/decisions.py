@@ -108,20 +108,16 @@ def encode_answer(r: DecisionResponse) -> str:
     ``repr`` of a float parses back to the same float, so :func:`decode_answer` rebuilds a
     response that serialises to the same bytes.
     """
-    return _answer_text(
-        r.intervene, r.remaining_budget, r.reason, r.probability, r.budget_clipped,
-        _answer_tail(r.degraded, r.novel, r.novelty_score, r.model_version),
-    )  # fmt: skip
+    head = _answer_head(r.intervene, r.remaining_budget, r.reason, r.probability, r.budget_clipped)
+    return head + _answer_tail(r.degraded, r.novel, r.novelty_score, r.model_version)
 
 
 def _answer_tail(degraded: bool, novel: bool, novelty_score: float, model_version: str) -> str:
     return f"\t{degraded:d}\t{novel:d}\t{float(novelty_score)!r}\t{model_version}"
 
 
-def _answer_text(
-    go: bool, after: int, reason: str, probability: float, clipped: bool, tail: str
-) -> str:
-    return f"{_ANSWER_V}\t{go:d}\t{after}\t{reason}\t{float(probability)!r}\t{clipped:d}{tail}"
+def _answer_head(go: bool, after: int, reason: str, probability: float, clipped: bool) -> str:
+    return f"{_ANSWER_V}\t{go:d}\t{after}\t{reason}\t{float(probability)!r}\t{clipped:d}"
 
 
 def decode_answer(text: str, request_id: str) -> DecisionResponse:
@@ -139,19 +135,19 @@ def decode_answer(text: str, request_id: str) -> DecisionResponse:
 def _plan(scorer: Scorer, scored: Scored, lo: int) -> Plan:
     """Build the plan for budgets lo, lo + 1, ...: the wanted answer and its full text at each."""
     cost = scorer.cost
-    tail = _answer_tail(False, scored.novel, scored.novelty_score, scorer.model_version)
     wants = tuple(bool(x) for x in scored.intervene)
-    answers = tuple(
-        _answer_text(
+    heads = tuple(
+        _answer_head(
             w and c >= cost, c - cost if (w and c >= cost) else c,
-            "helper" if c >= cost else "budget_exhausted", p, bool(clip), tail,
+            "helper" if c >= cost else "budget_exhausted", p, bool(clip),
         )
         for c, w, p, clip in zip(
             range(lo, lo + len(wants)), wants, scored.probability.tolist(),
             scored.budget_clipped.tolist(), strict=True,
         )
     )  # fmt: skip
-    return Plan(lo, wants, answers)
+    tail = _answer_tail(False, scored.novel, scored.novelty_score, scorer.model_version)
+    return Plan(lo, wants, heads, tail)
 
 
 async def decide_request(

@@ -11,7 +11,8 @@
 -- ARGV[5]  deadline, Redis TIME in ms (0 = none): a script that starts later writes nothing
 -- ARGV[6]  body digest (no spaces) recorded with the request id
 -- ARGV[7]  cap: records per generation; a full generation becomes the old one
--- ARGV[8..] the answer text for remaining lo, lo + 1, ... (stored with the record, replayed as is)
+-- ARGV[8]  answer tail, ARGV[9] answer heads for remaining lo, lo + 1, ... joined by newlines:
+--          the recorded answer at remaining c is head(c) .. tail (replayed as is)
 -- Record: 'charged granted before after wanted at_ms digest answer' (at_ms: Redis TIME, ms)
 -- Returns {status, granted, before, after, wanted, now_ms, answer}
 --   status 0 = answered, 1 = replay of the record (fields are the record's), -1 = no such
@@ -71,7 +72,15 @@ if want == 1 and before >= cost then
   end
 end
 if rid ~= '' then
-  local answer = ARGV[8 + before - lo] or ''
+  local answer = ''
+  local n = before - lo
+  for head in string.gmatch(ARGV[9], '[^\n]+') do
+    if n == 0 then
+      answer = head .. ARGV[8]
+      break
+    end
+    n = n - 1
+  end
   if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then
     redis.call('RENAME', KEYS[2], KEYS[3])
   end

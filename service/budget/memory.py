@@ -130,19 +130,17 @@ class MemoryBudgetStore:
                 raise SessionClosedError(f"session {key.session_id!r} is closed")
             before = s.info.remaining
             want = True
-            lo = 0
             if plan is not None:
                 if not plan.covers(before):
                     raise PlanMissError(before)
-                want, lo = plan.wants_at(before), plan.lo
+                want = plan.wants_at(before)
             granted = want and before >= cost
             after = before - cost if granted else before
             grant = Grant(granted=granted, before=before, remaining=after, wanted=want)
             if granted:
                 s.info = replace(s.info, remaining=after)
             if request_id:
-                answers = plan.answers if plan is not None else ()
-                text = answers[before - lo] if before - lo < len(answers) else ""
+                text = plan.answer_at(before) if plan is not None else ""
                 entry = _Entry(before - after, replace(grant, answer=text), digest, _now_ms())
                 s.put(request_id, entry, self._cap)
             s.deadline = self._clock() + s.info.ttl_s

@@ -50,7 +50,13 @@ class Plan:
 
     lo: int
     wants: tuple[bool, ...]
-    answers: tuple[str, ...] = ()  # answer text per budget level, recorded with the request id
+    answers: tuple[str, ...] = ()  # answer text per budget level (without the tail), no '\n'
+    answer_tail: str = ""  # appended to each: the part every level shares
+
+    def answer_at(self, remaining: int) -> str:
+        """Return the answer text to record at ``remaining`` ('' when the plan has none)."""
+        i = remaining - self.lo
+        return self.answers[i] + self.answer_tail if 0 <= i < len(self.answers) else ""
 
     def covers(self, remaining: int) -> bool:
         """Say whether the plan holds an entry for ``remaining``."""

@@ -215,7 +215,11 @@ class RedisBudgetStore:
     ) -> Grant:
         """One EVALSHA of check_and_consume.lua (see the script for the exact contract)."""
         self._check_breaker(key)
-        lo, wants, answers = (plan.lo, plan.encode(), plan.answers) if plan else (0, "", ())
+        lo, wants, heads, tail = (
+            (plan.lo, plan.encode(), "\n".join(plan.answers), plan.answer_tail)
+            if plan
+            else (0, "", "", "")
+        )
         deadline = 0.0
         try:
             await self._ready()
@@ -225,7 +229,7 @@ class RedisBudgetStore:
             out = await self._consume(
                 keys=self._keys(key),
                 args=[request_id or "", cost, lo, wants, f"{deadline:.3f}", digest, self._cap,
-                      *answers],
+                      tail, heads],
             )  # fmt: skip
         except _CLIENT_ERRORS as exc:
             self._remember_failed(key, request_id, deadline)
