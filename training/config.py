@@ -245,14 +245,24 @@ def add_dataclass_arguments(
         if default is MISSING and not optional:
             extra["required"] = defaults is None
         else:
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text += f" (default: {shown})"
+            help_text += f" (default: {_show(default)})"
         flag = aliases.get(path, "--" + path.replace(".", "-").replace("_", "-"))
         kw: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS,
                               "help": help_text.replace("%", "%%"), **extra}  # fmt: skip
         if parse is not None:
             kw["type"] = parse
+            kw.setdefault("metavar", f.name.upper())
         parser.add_argument(flag, **kw)
+
+
+def _show(default: Any) -> str:
+    """Show a default as the flag takes it: ``0-99`` for consecutive ints, else ``a,b``."""
+    if not isinstance(default, tuple):
+        return str(default)
+    ints = len(default) > 2 and all(isinstance(x, int) for x in default)
+    if ints and list(default) == list(range(default[0], default[0] + len(default))):
+        return f"{default[0]}-{default[-1]}"
+    return ",".join(map(str, default))
 
 
 def from_namespace(cls: type, ns: argparse.Namespace | Mapping[str, Any], base: Any = None) -> Any:

@@ -323,7 +323,8 @@ def main(cfg: TextTrainConfig) -> Path:
 
 
 ALIASES = {"evaluation.episodes": "--eval-episodes", "evaluation.n_tasks": "--eval-tasks",
-           "evaluation.budgets": "--budgets"}  # fmt: skip
+           "evaluation.budgets": "--budgets",
+           "evaluation.allow_failed_checks": "--allow-failed-checks"}  # fmt: skip
 """Flags kept as they were before the parser was derived."""
 
 
