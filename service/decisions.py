@@ -133,21 +133,25 @@ def decode_answer(text: str, request_id: str) -> DecisionResponse:
 
 
 def _plan(scorer: Scorer, scored: Scored, lo: int) -> Plan:
-    """Build the plan for budgets lo, lo + 1, ...: the wanted answer and its full text at each."""
+    """Build the plan for budgets lo, lo + 1, ...: the wanted answer and its full text at each.
+
+    Each head is what :func:`_answer_head` writes (a test pins the two equal); written out
+    here because this runs for every budget in the window on every decision.
+    """
     cost = scorer.cost
-    wants = tuple(bool(x) for x in scored.intervene)
-    heads = tuple(
-        _answer_head(
-            w and c >= cost, c - cost if (w and c >= cost) else c,
-            "helper" if c >= cost else "budget_exhausted", p, bool(clip),
+    wants = tuple(scored.intervene.tolist())
+    heads = []
+    for c, w, p, clip in zip(
+        range(lo, lo + len(wants)), wants, scored.probability.tolist(),
+        scored.budget_clipped.tolist(), strict=True,
+    ):  # fmt: skip
+        go = w and c >= cost
+        heads.append(
+            f"{_ANSWER_V}\t{'1' if go else '0'}\t{c - cost if go else c}\t"
+            f"{'helper' if c >= cost else 'budget_exhausted'}\t{p!r}\t{'1' if clip else '0'}"
         )
-        for c, w, p, clip in zip(
-            range(lo, lo + len(wants)), wants, scored.probability.tolist(),
-            scored.budget_clipped.tolist(), strict=True,
-        )
-    )  # fmt: skip
     tail = _answer_tail(False, scored.novel, scored.novelty_score, scorer.model_version)
-    return Plan(lo, wants, heads, tail)
+    return Plan(lo, wants, tuple(heads), tail)
 
 
 async def decide_request(

@@ -1,5 +1,5 @@
 -- Atomic check-and-consume of one session's intervention budget (docs/service.md, "Budget store").
--- KEYS[1]  <prefix>{tenant:session}          hash: budget, remaining, ttl_ms, closed, ...
+-- KEYS[1]  <prefix>{tenant:session}          hash: budget, remaining, ttl_ms, closed, rotated, ...
 -- KEYS[2]  <prefix>{tenant:session}:req      hash: request id -> record (current generation)
 -- KEYS[3]  <prefix>{tenant:session}:req:old  the previous generation (read only here)
 --          (all keys share the hash tag, so the script is Redis Cluster safe)
@@ -26,13 +26,17 @@ local deadline = tonumber(ARGV[5])
 if deadline > 0 and now > deadline then
   return {-4, 0, 0, 0, 0, nows, ''}
 end
-local ttl = redis.call('HGET', KEYS[1], 'ttl_ms')
+local s = redis.call('HMGET', KEYS[1], 'ttl_ms', 'closed', 'remaining', 'rotated')
+local ttl = s[1]
 if not ttl then
   return {-1, 0, 0, 0, 0, nows, ''}
 end
 local rid = ARGV[1]
 if rid ~= '' then
-  local prev = redis.call('HGET', KEYS[2], rid) or redis.call('HGET', KEYS[3], rid)
+  local prev = redis.call('HGET', KEYS[2], rid)
+  if not prev and s[4] then
+    prev = redis.call('HGET', KEYS[3], rid)
+  end
   if prev then
     local g, b, a, w, d, ans = string.match(prev, '^%d+ (%d) (%d+) (%d+) (%d) %d+ (%S+) (.*)$')
     if not g then  -- a record of the earlier format 'granted before after wanted': no answer
@@ -45,12 +49,12 @@ if rid ~= '' then
     return {1, tonumber(g), tonumber(b), tonumber(a), tonumber(w), nows, ans}
   end
 end
-if redis.call('HGET', KEYS[1], 'closed') == '1' then
+if s[2] == '1' then
   return {-3, 0, 0, 0, 0, nows, ''}
 end
 local cost = tonumber(ARGV[2])
 local lo = tonumber(ARGV[3])
-local before = tonumber(redis.call('HGET', KEYS[1], 'remaining'))
+local before = tonumber(s[3])
 local want = 1
 local plan = ARGV[4]
 if plan ~= '' then
@@ -81,13 +85,20 @@ if rid ~= '' then
     end
     n = n - 1
   end
+  local rotated = s[4]
   if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then
     redis.call('RENAME', KEYS[2], KEYS[3])
+    if not rotated then
+      redis.call('HSET', KEYS[1], 'rotated', 1)
+      rotated = '1'
+    end
   end
   redis.call('HSET', KEYS[2], rid, table.concat(
     {before - after, granted, before, after, want, math.floor(now), ARGV[6], answer}, ' '))
   redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
+  if rotated then
+    redis.call('PEXPIRE', KEYS[3], ttl)
+  end
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 return {0, granted, before, after, want, nows, ''}

@@ -48,6 +48,7 @@ if after ~= remaining then
 end
 if not prev and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then
   redis.call('RENAME', KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], 'rotated', 1)
 end
 redis.call('HSET', where, rid, table.concat({charged_before + remaining - after, ARGV[5], ARGV[6],
   ARGV[7], ARGV[8], at, ARGV[3], ARGV[10]}, ' '))

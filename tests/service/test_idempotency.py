@@ -47,6 +47,21 @@ async def test_replay_is_byte_identical_even_after_the_budget_moved(
 
 
 @pytest.mark.asyncio
+async def test_replays_of_granted_refused_and_exhausted_answers_are_identical(
+    artifact_dir: Path, store_settings: dict[str, Any]
+) -> None:
+    down = [-1.0, 0.0, 0.0, 0.0]  # the helper proceeds here
+    async with running_app(artifact=artifact_dir, **store_settings) as (c, _):
+        sid = (await c.post("/v1/sessions", json={"budget": 1})).json()["session_id"]
+        qs = [_q(sid, "no", features=down), _q(sid, "yes"), _q(sid, "exhausted")]
+        firsts = [await c.post("/v1/should_intervene", json=q) for q in qs]
+        assert [r.json()["reason"] for r in firsts] == ["helper", "helper", "budget_exhausted"]
+        assert [r.json()["intervene"] for r in firsts] == [False, True, False]
+        for q, first in zip(qs, firsts, strict=True):
+            assert (await c.post("/v1/should_intervene", json=q)).content == first.content
+
+
+@pytest.mark.asyncio
 async def test_replay_after_a_model_reload_is_the_recorded_answer_not_a_rescore(
     tmp_path: Path, store_settings: dict[str, Any]
 ) -> None:
