@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from helpseek_core.types import STEP_LOG_SCHEMA_VERSION
-from training.config import DEFAULT_P_GRID, CollectConfig, parse_seeds
+from training.config import CollectConfig, add_dataclass_arguments, from_namespace
 from training.envs import EnvAdapter, episode_rng, episodes_to_steplog, make_env, run_episode
 from training.envs.plugin import install_sources, plugin_sources
 from training.envs.registry import spec_files
@@ -286,39 +286,15 @@ def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``helpseek collect``."""
-    d = CollectConfig.__dataclass_fields__
+    """Arguments of ``helpseek collect``: one per :class:`CollectConfig` field."""
     parser.add_argument(
-        "--env", required=True,
-        help="env spec: preset, toy_text id, BabyAI id or plug-in FILE.py:FACTORY[:key=value,...]",
+        "--env", required=True, dest="env",
+        help="env spec: preset, toy_text id, BabyAI id or plug-in FILE.py[:FACTORY][:key=value,...]"
+        " / MODULE:FACTORY[:key=value,...] (docs/your-agent.md)",
     )  # fmt: skip
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--train-seeds", default="0-49", help="train pool, e.g. 0-49 or 1,2,3")
-    parser.add_argument("--test-seeds", default="10000-10019", help="held-out pool")
-    parser.add_argument("--episodes-per-seed", type=int, default=d["episodes_per_seed"].default)
-    parser.add_argument(
-        "--p-grid", default=",".join(f"{p:g}" for p in DEFAULT_P_GRID),
-        help="random intervention probabilities, cycled over a seed's rollouts",
-    )  # fmt: skip
-    parser.add_argument("--k", type=int, default=1, help="expert steps per intervention")
-    parser.add_argument("--cost", type=int, default=1, help="budget units per intervention")
-    parser.add_argument("--intervention-type", type=int, default=0)
-    parser.add_argument("--root-seed", type=int, default=0)
-    parser.add_argument("--text", action="store_true", help="also store text renderings")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--backend", choices=("process", "ray"), default="process",
-        help="process pool, or Ray (a local one; an existing cluster when RAY_ADDRESS is set)",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true")
+    add_dataclass_arguments(parser, CollectConfig, skip=("env",), aliases={"record_text": "--text"})
 
 
 def from_args(ns: argparse.Namespace) -> CollectConfig:
     """Build the config from parsed ``helpseek collect`` arguments."""
-    return CollectConfig(
-        env=ns.env, out=ns.out, train_seeds=parse_seeds(ns.train_seeds),
-        test_seeds=parse_seeds(ns.test_seeds), episodes_per_seed=ns.episodes_per_seed,
-        p_grid=tuple(float(p) for p in ns.p_grid.split(",") if p.strip()), k=ns.k, cost=ns.cost,
-        intervention_type=ns.intervention_type, root_seed=ns.root_seed, record_text=ns.text,
-        workers=ns.workers, backend=ns.backend, progress=not ns.no_progress,
-    )  # fmt: skip
+    return from_namespace(CollectConfig, ns)
