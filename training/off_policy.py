@@ -12,7 +12,8 @@ episode's logged interventions before it — the policy's own, as long as it agr
   (leaves folded, horizon-cut interventions earn their j < k steps: the solvers' conventions).
 - :func:`dr_estimate`: per-episode doubly robust values (Jiang & Li 2016) with that model's
   Q^pi as the control variate: sum_t rho_t r_t - rho_t Q(x_t, a_t) + rho_{t-1} V(x_t), unbiased
-  whatever the model, lower variance the better the model.
+  whatever the model, lower variance the better the model; :func:`wdr_value` its weighted
+  (self-normalised) form.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from helpseek_core.types import StepLog, TabularModel
 __all__ = [
     "RowDecide",
     "dr_estimate",
+    "dr_terms",
     "is_estimate",
     "logged_budget",
     "policy_q",
     "prefix_weights",
+    "wdr_value",
 ]
 
 RowDecide = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -143,13 +146,15 @@ def policy_q(
     return q0_out, q1_out
 
 
-def dr_estimate(
+def dr_terms(
     log: StepLog, steps_left: np.ndarray, decide: RowDecide, budget: int, cost: int,
     model: TabularModel, table: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """Per-episode doubly robust values of the policy (``table`` is its plan on ``model``).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(E, L) per episode and decision index: rho_t, rho_{t-1}, r_t, Q(x_t, a_t), V(x_t).
 
-    Rows whose state the model does not know (or t >= H) get Q = V = 0: plain IS there.
+    ``table`` is the policy's plan on ``model`` (the control variate). After an episode ends
+    its rho stays at its last value and r = Q = V = 0. Rows whose state the model does not know
+    (or t >= H) get Q = V = 0: plain importance sampling there.
     """
     rho_all, pi, c = prefix_weights(log, steps_left, decide, budget, cost)
     idx = align_keys(model.state_keys, log.state_key)
@@ -162,9 +167,34 @@ def dr_estimate(
     v_pi = np.where(pi, q1[rows, cc], q0[rows, cc]) * known
     r = (log.done & log.success).astype(np.float64)
     start = _starts(log)
-    out = np.zeros(start.shape[0])
-    for i, (a, b) in enumerate(zip(start, np.r_[start[1:], len(log)], strict=True)):
-        rho = rho_all[a:b]
-        prev = np.r_[1.0, rho[:-1]]
-        out[i] = float(np.sum(rho * r[a:b] - rho * q_a[a:b] + prev * v_pi[a:b]))
-    return out
+    lens = np.diff(np.r_[start, len(log)])
+    n, width = start.shape[0], int(lens.max())
+    rho, prev = np.zeros((n, width)), np.zeros((n, width))
+    rr, qa, vv = np.zeros((n, width)), np.zeros((n, width)), np.zeros((n, width))
+    for i, (a, m) in enumerate(zip(start, lens, strict=True)):
+        rho[i, :m], rho[i, m:] = rho_all[a : a + m], rho_all[a + m - 1]
+        prev[i, 0], prev[i, 1:] = 1.0, rho[i, :-1]
+        rr[i, :m], qa[i, :m], vv[i, :m] = r[a : a + m], q_a[a : a + m], v_pi[a : a + m]
+    return rho, prev, rr, qa, vv
+
+
+def dr_estimate(
+    log: StepLog, steps_left: np.ndarray, decide: RowDecide, budget: int, cost: int,
+    model: TabularModel, table: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Per-episode doubly robust values (their mean is the DR estimate; unbiased)."""
+    rho, prev, r, qa, v = dr_terms(log, steps_left, decide, budget, cost, model, table)
+    return (rho * r - rho * qa + prev * v).sum(axis=1)
+
+
+def wdr_value(terms: tuple[np.ndarray, ...], pick: np.ndarray | None = None) -> float:
+    """Weighted doubly robust (Thomas & Brunskill 2016) of :func:`dr_terms` (rows ``pick``).
+
+    rho_t and rho_{t-1} are normalised over episodes per decision index: biased but consistent,
+    and bounded like weighted IS where a few large weights dominate.
+    """
+    rho, prev, r, qa, v = (x if pick is None else x[pick] for x in terms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.nan_to_num(rho / rho.sum(axis=0, keepdims=True))
+        wp = np.nan_to_num(prev / prev.sum(axis=0, keepdims=True))
+    return float((w * r - w * qa + wp * v).sum())

@@ -54,29 +54,44 @@ def compare(live_dir: Path, log_dir: Path) -> dict[str, Any]:
             rows.append({
                 "policy": pol["label"], "budget": c["budget"], "live": lv["success"],
                 "live_ci": lv.get("ci"), "model": m["success"], "model_ci": m["ci"],
-                "model_inside": m["ci"][0] <= lv["success"] <= m["ci"][1],
+                "model_inside": bool(m["ci"][0] <= lv["success"] <= m["ci"][1]),
                 "is": s["success"], "is_ci": s["ci"], "is_ess": s["ess"],
                 "is_inside": bool(s["ci"][0] <= lv["success"] <= s["ci"][1]),
                 "dr": d["success"], "dr_ci": d["ci"],
                 "dr_inside": bool(d["ci"][0] <= lv["success"] <= d["ci"][1]),
+                "wdr": c["weighted_doubly_robust"]["success"],
+                "wdr_ci": c["weighted_doubly_robust"]["ci"],
+                "wdr_inside": bool(c["weighted_doubly_robust"]["ci"][0] <= lv["success"]
+                                   <= c["weighted_doubly_robust"]["ci"][1]),
             })  # fmt: skip
     return {"env": live["env"], "same_helper_weights": bool(same), "rows": rows}
 
 
 def _md(results: list[dict[str, Any]]) -> str:
-    lines = ["# train --log vs train --env, offline estimates vs live", ""]
+    est = (("model", "model-based"), ("is", "weighted IS"), ("dr", "doubly robust"),
+           ("wdr", "weighted DR"))  # fmt: skip
+    lines = ["# train --log vs train --env, offline estimates vs live", "",
+             "Each offline cell: estimate [95% interval]; *in* = the live success lies inside it.",
+             ""]  # fmt: skip
     for r in results:
-        lines += [f"## {r['env']}", "", f"helper weights identical: **{r['same_helper_weights']}**",
-                  "", "| policy | C | live | model-based [95%] | in? | weighted IS [95%] (ESS) | in? "
-                  "| doubly robust [95%] | in? |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for x in r["rows"]:
-            lines.append(
-                f"| {x['policy']} | {x['budget']} | {x['live']:.3f} | {x['model']:.3f} "
-                f"[{x['model_ci'][0]:.3f}, {x['model_ci'][1]:.3f}] | {'yes' if x['model_inside'] else 'NO'} "
-                f"| {x['is']:.3f} [{x['is_ci'][0]:.3f}, {x['is_ci'][1]:.3f}] ({x['is_ess']:.0f}) "
-                f"| {'yes' if x['is_inside'] else 'NO'} | {x['dr']:.3f} [{x['dr_ci'][0]:.3f}, "
-                f"{x['dr_ci'][1]:.3f}] | {'yes' if x['dr_inside'] else 'NO'} |"
+        rows = r["rows"]
+        cover = ", ".join(f"{label} {sum(x[k + '_inside'] for x in rows)}/{len(rows)}"
+                          for k, label in est)  # fmt: skip
+        head = " | ".join(f"{label} [95%] | in?" for _, label in est)
+        lines += [f"## {r['env']}", "",
+                  f"helper weights identical (train --log vs train --env): "
+                  f"**{r['same_helper_weights']}**; live inside the interval: {cover}", "",
+                  f"| policy | C | live [95%] | {head} |", "|---|---|---|" + "---|---|" * len(est)]  # fmt: skip
+        for x in rows:
+            live = f"{x['live']:.3f}"
+            if x.get("live_ci"):
+                live += f" [{x['live_ci'][0]:.3f}, {x['live_ci'][1]:.3f}]"
+            cells = " | ".join(
+                f"{x[k]:.3f} [{x[k + '_ci'][0]:.3f}, {x[k + '_ci'][1]:.3f}] | "
+                f"{'yes' if x[k + '_inside'] else 'NO'}"
+                for k, _ in est
             )
+            lines.append(f"| {x['policy']} | {x['budget']} | {live} | {cells} |")
         lines.append("")
     return "\n".join(lines)
 

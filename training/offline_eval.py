@@ -2,7 +2,7 @@
 
 ``helpseek train --log`` without ``--env`` cannot run live episodes, so its report estimates
 each policy's success per budget C on the log's **held-out episodes** (its test split, else a
-seeded fraction of its episodes), three ways, each with a 95% interval:
+seeded fraction of its episodes), three ways (DR also weighted), each with a 95% interval:
 
 1. **model-based** — a tabular model estimated from the held-out episodes only (leaves valued
    by the PRM trained on the training episodes) and exact policy evaluation of each policy on
@@ -20,7 +20,8 @@ seeded fraction of its episodes), three ways, each with a 95% interval:
 3. **doubly robust** — per-decision DR (:func:`training.off_policy.dr_estimate`) with the
    *training* episodes' model (the helper's own) as the control variate: unbiased like IS
    whatever that model's errors, tighter the better it is; interval: normal, mean +- 1.96 SE
-   over held-out episodes.
+   over held-out episodes. Beside it the weighted DR (self-normalised per decision index:
+   biased, consistent, stays near [0, 1] where a few weights dominate), percentile bootstrap.
 
 Policies: the helper, never, and the PRM- / gain-threshold baselines, calibrated as the live
 evaluation does without an exact oracle (thresholds matched, on the training log, to the
@@ -46,7 +47,7 @@ from helpseek_core.model import align_keys
 from helpseek_core.occupancy import intervention_rate
 from helpseek_core.prm import MLPPRM
 from helpseek_core.types import StepLog, TabularModel
-from training.off_policy import RowDecide, dr_estimate, is_estimate
+from training.off_policy import RowDecide, dr_terms, is_estimate, wdr_value
 from training.phase2 import estimate
 from training.source import Steps
 
@@ -191,7 +192,13 @@ def offline_evaluation(
                 train_model, train, steps.steps_left,
                 train_makers[name](params.get(name, {}).get(b)), cmax,
             )  # fmt: skip
-            dr = dr_estimate(test, left, deciders[name][b], b, steps.cost, train_model, plan)
+            terms = dr_terms(test, left, deciders[name][b], b, steps.cost, train_model, plan)
+            dr = (terms[0] * terms[2] - terms[0] * terms[3] + terms[1] * terms[4]).sum(axis=1)
+            n_ep = dr.shape[0]
+            wdr = wdr_value(terms)
+            wdr_s = np.array(
+                [wdr_value(terms, rng.integers(0, n_ep, n_ep)) for _ in range(bootstrap)]
+            )
             half = (
                 1.96 * float(dr.std(ddof=1)) / np.sqrt(dr.shape[0]) if dr.shape[0] > 1 else np.nan
             )
@@ -210,6 +217,7 @@ def offline_evaluation(
                 },
                 "doubly_robust": {"success": float(dr.mean()),
                                   "ci": [float(dr.mean() - half), float(dr.mean() + half)]},
+                "weighted_doubly_robust": {"success": wdr, "ci": _ci(wdr_s)},
             })  # fmt: skip
         policies[name] = {"label": LABELS[name], "cells": cells}
     metrics = {
@@ -254,18 +262,20 @@ def offline_markdown(metrics: dict[str, Any]) -> str:
         "sample size for importance sampling.",
         "",
         "| policy | C | model-based success [95%] | interventions/ep | weighted IS success [95%] "
-        "| IS ESS / matched / episodes | doubly robust [95%] |",
-        "|---|---|---|---|---|---|---|",
+        "| IS ESS / matched / episodes | doubly robust [95%] | weighted DR [95%] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for pol in metrics["policies"].values():
         for c in pol["cells"]:
             m, s, d = c["model"], c["importance_sampling"], c["doubly_robust"]
+            wd = c["weighted_doubly_robust"]
             lines.append(
                 f"| {pol['label']} | {c['budget']} | {m['success']:.3f} [{m['ci'][0]:.3f}, "
                 f"{m['ci'][1]:.3f}] | {m['interventions_per_episode']:.2f} | {s['success']:.3f} "
                 f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | {s['ess']:.1f} / "
                 f"{s['matched_episodes']} / {s['episodes']} | {d['success']:.3f} "
-                f"[{d['ci'][0]:.3f}, {d['ci'][1]:.3f}] |"
+                f"[{d['ci'][0]:.3f}, {d['ci'][1]:.3f}] | {wd['success']:.3f} "
+                f"[{wd['ci'][0]:.3f}, {wd['ci'][1]:.3f}] |"
             )
     lines += ["", "Threshold parameters per budget (matched to the helper's predicted rate): "
               f"`{json.dumps(metrics['threshold_params'])}`"]  # fmt: skip
