@@ -1,7 +1,16 @@
 """Per-session intervention budgets: the protocol and its Redis and in-process stores."""
 
 from service.budget.memory import MemoryBudgetStore
-from service.budget.protocol import BudgetStore, Grant, Plan, PlanMissError, SessionInfo, SessionKey
+from service.budget.protocol import (
+    BudgetStore,
+    Grant,
+    Plan,
+    PlanMissError,
+    Record,
+    RequestIdReusedError,
+    SessionInfo,
+    SessionKey,
+)
 from service.budget.redis_store import RedisBudgetStore, make_client
 
 __all__ = [
@@ -10,7 +19,9 @@ __all__ = [
     "MemoryBudgetStore",
     "Plan",
     "PlanMissError",
+    "Record",
     "RedisBudgetStore",
+    "RequestIdReusedError",
     "SessionInfo",
     "SessionKey",
     "make_client",
