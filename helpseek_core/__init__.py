@@ -10,6 +10,7 @@ Where each piece lives (one module per job):
 ``budgeted``           the exact budgeted DP over (t, s, c): every c <= Cmax in one pass
 ``lagrangian``         the paper's penalty-r solver and reward/usage search
 ``typed``              several intervention types: the exact DP over (t, s, c_1..c_m)
+``typed_helper``       the typed helper: which help (if any) from every type's budget
 ``labels``             optimal-action labels for logged (t, s) from either solver
 ``occupancy``          forward occupancy of a budgeted policy: its intervention rate
 ``prm``                PRM inference: tabular Monte-Carlo and numpy MLP

@@ -53,7 +53,7 @@ Z_MAX = 1e6  # |z-score| cap: keeps float32 inputs and the novelty score finite
 
 @dataclass(frozen=True, eq=False)
 class MLP:
-    """A ReLU multilayer perceptron with one output logit per row."""
+    """A ReLU multilayer perceptron: one output logit per row (``outputs`` > 1 for the typed helper)."""
 
     weights: tuple[np.ndarray, ...]  # each (in, out) float32
     biases: tuple[np.ndarray, ...]  # each (out,) float32
@@ -66,23 +66,32 @@ class MLP:
                 raise ShapeError(f"MLP: layer {i} has W {w.shape} and b {b.shape}")
             if i and w.shape[0] != self.weights[i - 1].shape[1]:
                 raise ShapeError(f"MLP: layer {i} input {w.shape[0]} != previous output")
-        if self.weights[-1].shape[1] != 1:
-            raise ShapeError("MLP: the last layer must have one output (a logit)")
 
     @property
     def in_dim(self) -> int:
         """Input width."""
         return int(self.weights[0].shape[0])
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """(B, in) -> (B,) logits."""
+    @property
+    def outputs(self) -> int:
+        """Logits per row (1 for the helper; 1 + number of types for the typed helper)."""
+        return int(self.weights[-1].shape[1])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(B, in) -> (B, outputs) logits."""
         h = np.asarray(x, dtype=np.float32)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = h @ w + b
             if i < last:
                 np.maximum(h, 0.0, out=h)
-        return h[:, 0]
+        return h
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """(B, in) -> (B,) logits of a one-output MLP."""
+        if self.outputs != 1:
+            raise ShapeError(f"MLP.logits: this MLP has {self.outputs} outputs, use forward()")
+        return self.forward(x)[:, 0]
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         """(B, in) -> (B,) sigmoid of the logits."""
@@ -347,6 +356,8 @@ class Helper:
             raise ArtifactSchemaError(
                 f"{where}: MLP input {mlp.in_dim} != feature dim {artifact.feature_dim} + 3"
             )
+        if mlp.outputs != 1:
+            raise ArtifactSchemaError(f"{where}: the helper MLP must have one output, has {mlp.outputs}")
         threshold = float(m.get("helper", {}).get("threshold", 0.5))
         return Helper(mlp, stats, int(m["cmax"]), int(m["horizon"]), int(m["cost"]), threshold)
 

@@ -74,7 +74,7 @@ class TypedModel:
                 and np.allclose(p.start, first.start)
                 and np.allclose(p.succ[0], first.succ[0])
                 and (p.trans[0] != first.trans[0]).nnz == 0
-                and np.array_equal(p.leaf_mask[:, 0], first.leaf_mask[:, 0])
+                and np.array_equal(np.asarray(p.leaf_mask)[:, 0], np.asarray(first.leaf_mask)[:, 0])
             )
             if not same:
                 raise ShapeError(
@@ -150,9 +150,7 @@ def _shift(arr: np.ndarray, axis: int, cost: int) -> np.ndarray:
     return out
 
 
-def solve_typed(
-    model: TypedModel, cmax: Sequence[int], *, tie_tol: float = 1e-12
-) -> TypedSolution:
+def solve_typed(model: TypedModel, cmax: Sequence[int], *, tie_tol: float = 1e-12) -> TypedSolution:
     """Solve the m-type hard-budget problem for every budget vector c <= ``cmax``.
 
     ``cmax`` holds one non-negative integer per type. Returns the policy, success and the
@@ -191,8 +189,10 @@ def solve_typed(
                 q += reward[1].reshape(bshape)
                 src = ring_u[(t + k) % slots].transpose(1, 0, *range(2, m + 2)).reshape(s_n, m * g)
                 u = (p1 @ src).reshape(s_n, m, *grid).transpose(1, 0, *range(2, m + 2))
-            q = _shift(q, axis, cost) if t + k < h else np.where(
-                _affordable(grid, axis, cost), q, -np.inf
+            q = (
+                _shift(q, axis, cost)
+                if t + k < h
+                else np.where(_affordable(grid, axis, cost), q, -np.inf)
             )
             u = np.stack([_shift(u[j], axis, cost) for j in range(m)]) if t + k < h else u
             u[i] += 1.0
@@ -260,12 +260,16 @@ def estimate_typed(
     where = "estimate_typed"
     m = len(names)
     if not (len(k) == len(cost) == m) or m < 1:
-        raise ShapeError(f"{where}: need one k, cost and name per type, got {len(k)}, {len(cost)}, {m}")
+        raise ShapeError(
+            f"{where}: need one k, cost and name per type, got {len(k)}, {len(cost)}, {m}"
+        )
     kind = log.intervention_type.astype(np.int64)
     bad = (log.action == 1) & ((kind < 0) | (kind >= m))
     if bad.any():
         row = int(np.argmax(bad))
-        raise ShapeError(f"{where}: row {row} has intervention_type {int(kind[row])}, expected 0..{m - 1}")
+        raise ShapeError(
+            f"{where}: row {row} has intervention_type {int(kind[row])}, expected 0..{m - 1}"
+        )
     keys = model_state_keys(log)
     if leaf_values is not None and np.shape(leaf_values) != (keys.shape[0], m + 1):
         raise ShapeError(
@@ -305,7 +309,7 @@ class TypedPenaltySolution:
 
 
 def solve_typed_penalty(
-    model: TypedModel, penalties: Sequence[float], *, tie_tol: float = 1e-12
+    model: TypedModel, penalties: Sequence[float] | np.ndarray, *, tie_tol: float = 1e-12
 ) -> TypedPenaltySolution:
     """Optimal policy for P(success) - sum_i r_i E[requests of type i] (no budget state)."""
     rs = np.asarray(penalties, dtype=np.float64)
@@ -362,6 +366,7 @@ def search_typed_penalties(
     for _ in range(sweeps):
         moved = 0.0
         for i in range(m):
+
             def usage(r: float, i: int = i) -> float:
                 trial = rs.copy()
                 trial[i] = r

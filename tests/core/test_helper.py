@@ -70,8 +70,10 @@ def test_mlp_round_trip_and_shape_checks():
     np.testing.assert_array_equal(again.logits(x), mlp.logits(x))
     p = mlp.probability(x)
     assert p.shape == (7,) and np.all((p > 0) & (p < 1))
-    with pytest.raises(ShapeError, match="last layer must have one output"):
-        MLP((np.zeros((3, 2), np.float32),), (np.zeros(2, np.float32),))
+    two = MLP((np.ones((3, 2), np.float32),), (np.array([0.0, 1.0], np.float32),))
+    assert two.outputs == 2 and two.forward(np.ones((4, 3))).tolist() == [[3.0, 4.0]] * 4
+    with pytest.raises(ShapeError, match="this MLP has 2 outputs, use forward"):
+        two.logits(np.ones((1, 3)))
     with pytest.raises(ArtifactSchemaError, match="missing layer array"):
         MLP.from_arrays({"W0": np.zeros((3, 1)), "W1": np.zeros((1, 1)), "b0": np.zeros(1)})
 

@@ -35,7 +35,9 @@ class Ladder:
         rng = np.random.default_rng(seed)
         self.rows = []
         for _ in range(m + 1):
-            w = rng.random((n_states, n_states + 2)) * (rng.random((n_states, n_states + 2)) < density)
+            w = rng.random((n_states, n_states + 2)) * (
+                rng.random((n_states, n_states + 2)) < density
+            )
             w[w.sum(axis=1) == 0, rng.integers(n_states + 2)] = 1.0
             self.rows.append(w / w.sum(axis=1, keepdims=True))
         self.n, self.m = n_states, m
@@ -85,7 +87,11 @@ def reference(lad: Ladder, horizon: int, ks, costs, choose):
     def expert(t: int, s: int, c: tuple[int, ...], i: int, j: int):
         if t >= horizon:
             return 0.0, np.zeros(m)  # cut by the horizon: no credit after H
-        nxt = (lambda s2: decision(t + 1, s2, c)) if j == 1 else (lambda s2: expert(t + 1, s2, c, i, j - 1))
+        nxt = (
+            (lambda s2: decision(t + 1, s2, c))
+            if j == 1
+            else (lambda s2: expert(t + 1, s2, c, i, j - 1))
+        )
         return step(lad.rows[i + 1][s], nxt)
 
     return decision
@@ -203,7 +209,9 @@ def test_penalised_two_types_match_step_by_step_episodes(spec, r):
     for s in range(lad.n):
         opt_v, opt_u = best(0, s, big)
         got_v, got_u = follow(0, s, big)
-        assert sol.value0[s] - np.dot(r, sol.usage0[:, s]) == pytest.approx(opt_v - np.dot(r, opt_u), abs=1e-9)
+        assert sol.value0[s] - np.dot(r, sol.usage0[:, s]) == pytest.approx(
+            opt_v - np.dot(r, opt_u), abs=1e-9
+        )
         assert got_v == pytest.approx(sol.value0[s], abs=1e-9)
         assert got_u == pytest.approx(sol.usage0[:, s], abs=1e-9)
 
@@ -290,6 +298,8 @@ def test_estimated_typed_model_converges_to_the_exact_one():
     b = solve_typed(est, (2, 1))
     assert np.max(np.abs(a.success - b.success)) < 0.03
     for i in range(2):
-        assert np.abs(est.parts[i].trans[1].toarray() - exact.parts[i].trans[1].toarray()).max() < 0.05
+        assert (
+            np.abs(est.parts[i].trans[1].toarray() - exact.parts[i].trans[1].toarray()).max() < 0.05
+        )
     with pytest.raises(ShapeError, match="intervention_type 1, expected 0..0"):
         estimate_typed(log, h, ks[:1], (1,), ("only",))
