@@ -49,7 +49,7 @@ SIZES = {
 }
 QUICK_ENVS = ("taxi", "frozenlake", "gotolocal", "putnextlocal")
 DOORKEY = f"{Path(__file__).resolve().parents[1]}/examples/doorkey_adapter.py:H=30"
-RAY_SIZES = {"taxi": (120, 22), "doorkey": (120, 22), "gotolocal": (24, 22)}
+RAY_SIZES = {"taxi": (400, 22), "doorkey": (200, 22), "gotolocal": (24, 22)}
 
 
 def measure(
