@@ -131,6 +131,8 @@ class MLPPRM:
         f = int(self.stats.mean.shape[0])
         if self.mlp.in_dim != f + 1:
             raise ShapeError(f"MLPPRM: MLP input {self.mlp.in_dim} != feature dim {f} + 1")
+        if self.mlp.outputs != 1:
+            raise ShapeError(f"MLPPRM: the last layer must have one output, has {self.mlp.outputs}")
 
     @property
     def feature_dim(self) -> int:
