@@ -57,7 +57,7 @@ SUPPORTED = (
 
 
 def _value(text: str) -> Any:
-    """bool (true/false), int, float (only numerals: ``nan`` and ``inf`` stay strings), str."""
+    """Parse a value: true/false, int, float (numerals only: ``nan``, ``inf`` stay str), str."""
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -106,8 +106,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     head, _, rest = spec.partition(":")
     if head.lower() in PRESETS:
         base_id, base_env, base_opts = parse_spec(PRESETS[head.lower()])
-        _, env_kw, opts = parse_spec(f"{base_id}:{rest}" if rest else base_id)
-        return base_id, {**base_env, **env_kw}, {**base_opts, **opts}
+        _, over_env, over_opts = parse_spec(f"{base_id}:{rest}" if rest else base_id)
+        return base_id, {**base_env, **over_env}, {**base_opts, **over_opts}
     env_kw: dict[str, Any] = {}
     opts: dict[str, Any] = {}
     for key, val in _options(spec, rest).items():
