@@ -6,8 +6,8 @@ and its seed (episode RNGs come from :func:`training.envs.episode_rng`), so the 
 same for any number of workers or either backend. Finished shards are skipped on re-runs.
 
 Shards run on a local process pool (``--backend process``) or on Ray (``--backend ray``): a
-local Ray started for the run, or an existing cluster when ``RAY_ADDRESS`` is set (e.g.
-``127.0.0.1:6379`` or ``ray://head:10001``). On Ray, the content of any plug-in ``.py`` file
+local Ray started for the run, or an existing cluster at ``--ray-address`` or, unset, at
+``RAY_ADDRESS`` (e.g. ``127.0.0.1:6379`` or ``ray://head:10001``). On Ray, the content of any plug-in ``.py`` file
 the spec loads travels with each task (workers need helpseek installed, not the file), each
 worker returns its shard's bytes and the driver writes them, so the output folder need not
 be shared; a task whose worker dies is retried (``max_retries``), and a re-run after the
@@ -208,13 +208,17 @@ def _run_ray(tasks: list[ShardTask], workers: int, address: str | None) -> Itera
 def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
     """Collect every shard not yet on disk, then write the manifest; returns ``cfg.out``."""
     out = Path(cfg.out)
+    if cfg.ray_address and cfg.backend != "ray":
+        raise ValueError(f"collect: ray_address {cfg.ray_address!r} needs backend 'ray'")
     adapter = _adapter(cfg.env)  # a bad spec fails before anything is written
     _ADAPTERS.setdefault(adapter.spec, adapter)  # forked workers inherit the cache
     (out / "shards").mkdir(parents=True, exist_ok=True)
     tasks = plan_shards(cfg, adapter.spec)
     done = {t["name"]: s for t in tasks if (s := _finished(t)) is not None}
     todo = [t for t in tasks if t["name"] not in done]
-    ray_address = (os.environ.get("RAY_ADDRESS") or None) if cfg.backend == "ray" else None
+    ray_address = (
+        (cfg.ray_address or os.environ.get("RAY_ADDRESS") or None) if cfg.backend == "ray" else None
+    )
     where = f" on the Ray cluster at {ray_address}" if ray_address else ""
     log(
         f"collect {adapter.spec}: {len(tasks)} shards, {len(done)} already done, "
@@ -287,12 +291,7 @@ def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``helpseek collect``: one per :class:`CollectConfig` field."""
-    parser.add_argument(
-        "--env", required=True, dest="env",
-        help="env spec: preset, toy_text id, BabyAI id or plug-in FILE.py[:FACTORY][:key=value,...]"
-        " / MODULE:FACTORY[:key=value,...] (docs/your-agent.md)",
-    )  # fmt: skip
-    add_dataclass_arguments(parser, CollectConfig, skip=("env",), aliases={"record_text": "--text"})
+    add_dataclass_arguments(parser, CollectConfig, aliases={"record_text": "--text"})
 
 
 def from_args(ns: argparse.Namespace) -> CollectConfig:

@@ -58,7 +58,8 @@ class CollectConfig:
     """Phase I collection: rollouts with random interventions, written as a step log."""
 
     env: str
-    """Environment spec for ``make_env`` (a preset name, toy_text id or BabyAI level id)."""
+    """Environment spec for ``make_env``: a preset, toy_text id, BabyAI level id or a plug-in
+    ``FILE.py[:FACTORY][:key=value,...]`` / ``MODULE:FACTORY[:...]`` (docs/your-agent.md)."""
     out: Path
     """Output directory (manifest.json + shards/); re-running skips finished shards."""
     train_seeds: tuple[int, ...] = tuple(range(50))
@@ -82,7 +83,10 @@ class CollectConfig:
     workers: int = 2
     """Parallel worker processes (1 = run in this process)."""
     backend: Literal["process", "ray"] = "process"
-    """``process`` (a local process pool) or ``ray`` (``ray.init``; local unless RAY_ADDRESS)."""
+    """``process`` (a local process pool) or ``ray`` (a local Ray, or an existing cluster)."""
+    ray_address: str | None = None
+    """Existing Ray cluster to collect on (``HOST:PORT``, ``ray://HOST:10001``) with backend ray;
+    unset: the RAY_ADDRESS environment variable, else a local Ray started for the run."""
     progress: bool = True
     """Show a tqdm progress bar over shards."""
 

@@ -209,3 +209,10 @@ def test_a_dead_worker_stops_the_run_and_the_same_command_resumes(
     assert re.match(r"collect .*: 8 shards, \d already done, \d to run", lines[0])
     ref = collect_main(tiny_config(tmp_path / "ref"), log=_quiet)
     assert_same_log(read_steplog(cfg.out)[0], read_steplog(ref)[0])
+
+
+def test_ray_address_needs_the_ray_backend(tmp_path: Path, tiny_config) -> None:
+    cfg = tiny_config(tmp_path / "x", ray_address="127.0.0.1:1")
+    with pytest.raises(ValueError, match="collect: ray_address '127.0.0.1:1' needs backend 'ray'"):
+        collect_main(cfg, log=_quiet)
+    assert not (tmp_path / "x").exists()

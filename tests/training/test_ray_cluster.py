@@ -4,7 +4,7 @@ A head (``ray start --head``) and a second node (``ray start --address``), one C
 port picked free and distinct; each ``ray start --block`` runs in its own session and is
 stopped by SIGTERM in teardown, so only this cluster's processes are touched (never ``ray
 stop``, which would stop every Ray on the machine). The driver is the ``helpseek collect``
-command itself with ``RAY_ADDRESS`` set, as a user with a cluster would run it, collecting a
+command itself with ``RAY_ADDRESS`` set (or ``--ray-address``), as a user with a cluster would run it, collecting a
 plug-in adapter from a folder outside the repository. Token authentication is switched off
 for this cluster (``RAY_AUTH_MODE=disabled`` on every process) so that a token another Ray
 left in ``~/.ray`` cannot make the nodes and the driver disagree.
@@ -127,10 +127,16 @@ def _reference(folder: Path) -> Path:
     return collect_main(cfg, log=lambda _: None)
 
 
-def _collect(folder: Path, env: dict[str, str], spec: str, out: str) -> subprocess.Popen[str]:
+def _collect(
+    folder: Path, env: dict[str, str], spec: str, out: str, *, flag: bool = False
+) -> subprocess.Popen[str]:
+    """``helpseek collect --backend ray``: the cluster from RAY_ADDRESS, or ``--ray-address``."""
+    where = ["--ray-address", env["RAY_ADDRESS"]] if flag else []
+    if flag:
+        env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
     return subprocess.Popen(
         [str(BIN / "helpseek"), "collect", "--env", spec, "--out", out, *SEEDS,
-         "--backend", "ray", "--no-progress"],
+         "--backend", "ray", *where, "--no-progress"],
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -165,7 +171,7 @@ def test_a_dead_ray_worker_is_retried_and_a_killed_driver_resumes(
     assert_same_log(read_steplog(user_folder / "log")[0], reference)
     # 2. the driver is killed once the first shard is written; the same command resumes
     slow = f"watched.py:inner={user_folder}/my_adapter.py,folder={marks},delay=0.15"
-    run = _collect(user_folder, cluster, slow, "log2")
+    run = _collect(user_folder, cluster, slow, "log2", flag=True)
     shards = user_folder / "log2" / "shards"
     deadline = time.time() + 120
     while not (shards.is_dir() and any(shards.glob("*.parquet"))):
@@ -175,9 +181,10 @@ def test_a_dead_ray_worker_is_retried_and_a_killed_driver_resumes(
     run.wait()
     written = len(list(shards.glob("*.parquet")))
     assert 1 <= written < 10 and not (user_folder / "log2" / "manifest.json").exists()
-    again = _collect(user_folder, cluster, slow, "log2")
+    again = _collect(user_folder, cluster, slow, "log2", flag=True)
     stdout, stderr = again.communicate(timeout=240)
     assert again.returncode == 0, stderr
+    assert f"on the Ray cluster at {cluster['RAY_ADDRESS']}" in stdout
     done = int(stdout.split(" already done")[0].rsplit(", ", 1)[1])
     assert done >= written, stdout
     assert_same_log(read_steplog(user_folder / "log2")[0], reference)
