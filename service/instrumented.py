@@ -8,7 +8,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from service.budget.protocol import BudgetStore, Grant, Plan, Record, SessionInfo, SessionKey
+from service.budget.protocol import (
+    BudgetStore,
+    Grant,
+    Plan,
+    Record,
+    SessionInfo,
+    SessionKey,
+    TypedGrant,
+    TypedPlan,
+)
 from service.errors import BudgetStoreUnavailableError
 from service.metrics import Metrics
 
@@ -53,6 +62,25 @@ class InstrumentedStore:
         """Run ``try_consume``, timed."""
         grant: Grant = await self._timed(
             "try_consume", self.inner.try_consume(key, request_id, cost, plan, digest)
+        )
+        return grant
+
+    async def create_typed(
+        self, key: SessionKey, types: tuple[str, ...], budgets: tuple[int, ...], ttl_s: float,
+        horizon: int | None = None, metadata: dict[str, Any] | None = None,
+    ) -> SessionInfo:  # fmt: skip
+        """Run ``create_typed``, timed (op ``create``)."""
+        info: SessionInfo = await self._timed(
+            "create", self.inner.create_typed(key, types, budgets, ttl_s, horizon, metadata)
+        )
+        return info
+
+    async def try_consume_typed(
+        self, key: SessionKey, request_id: str | None, plan: TypedPlan, digest: str = "-"
+    ) -> TypedGrant:
+        """Run ``try_consume_typed``, timed (op ``try_consume``)."""
+        grant: TypedGrant = await self._timed(
+            "try_consume", self.inner.try_consume_typed(key, request_id, plan, digest)
         )
         return grant
 

@@ -10,6 +10,10 @@ from service.budget.protocol import (
     RequestIdReusedError,
     SessionInfo,
     SessionKey,
+    SessionTypesError,
+    TypedGrant,
+    TypedPlan,
+    TypedPlanMissError,
 )
 from service.budget.redis_store import RedisBudgetStore, make_client
 
@@ -24,5 +28,9 @@ __all__ = [
     "RequestIdReusedError",
     "SessionInfo",
     "SessionKey",
+    "SessionTypesError",
+    "TypedGrant",
+    "TypedPlan",
+    "TypedPlanMissError",
     "make_client",
 ]

@@ -26,10 +26,13 @@ local deadline = tonumber(ARGV[5])
 if deadline > 0 and now > deadline then
   return {-4, 0, 0, 0, 0, nows, ''}
 end
-local s = redis.call('HMGET', KEYS[1], 'ttl_ms', 'closed', 'remaining', 'rotated')
+local s = redis.call('HMGET', KEYS[1], 'ttl_ms', 'closed', 'remaining', 'rotated', 'types')
 local ttl = s[1]
 if not ttl then
   return {-1, 0, 0, 0, 0, nows, ''}
+end
+if s[5] then  -- a typed session (check_and_consume_typed.lua charges it)
+  return {-6, 0, 0, 0, 0, nows, s[5]}
 end
 local rid = ARGV[1]
 if rid ~= '' then

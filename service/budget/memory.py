@@ -21,6 +21,10 @@ from service.budget.protocol import (
     RequestIdReusedError,
     SessionInfo,
     SessionKey,
+    SessionTypesError,
+    TypedGrant,
+    TypedPlan,
+    TypedPlanMissError,
 )
 from service.errors import SessionClosedError, SessionNotFoundError
 
@@ -34,7 +38,7 @@ def _now_ms() -> float:
 @dataclass
 class _Entry:
     charged: int
-    grant: Grant
+    grant: Any  # Grant, or TypedGrant on a typed session
     digest: str
     at_ms: float  # wall-clock ms the record was written (Redis uses its TIME)
 
@@ -119,6 +123,8 @@ class MemoryBudgetStore:
         """Atomic check-and-consume, idempotent per request id, sliding TTL."""
         with self._lock:
             s = self._live(key)
+            if s.info.types:
+                raise SessionTypesError(s.info.types, ())
             if request_id:
                 found = s.find(request_id)
                 if found is not None:
@@ -142,6 +148,64 @@ class MemoryBudgetStore:
             if request_id:
                 text = plan.answer_at(before) if plan is not None else ""
                 entry = _Entry(before - after, replace(grant, answer=text), digest, _now_ms())
+                s.put(request_id, entry, self._cap)
+            s.deadline = self._clock() + s.info.ttl_s
+            return grant
+
+    async def create_typed(
+        self,
+        key: SessionKey,
+        types: tuple[str, ...],
+        budgets: tuple[int, ...],
+        ttl_s: float,
+        horizon: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionInfo:
+        """Start a typed session (budget/remaining hold the sums)."""
+        info = await self.create(key, sum(budgets), ttl_s, horizon, metadata)
+        info = replace(info, types=tuple(types), budgets=tuple(budgets), remainings=tuple(budgets))
+        with self._lock:
+            self._sessions[key].info = info
+        return info
+
+    async def try_consume_typed(
+        self,
+        key: SessionKey,
+        request_id: str | None,
+        plan: TypedPlan,
+        digest: str = "-",
+    ) -> TypedGrant:
+        """Atomic check-and-consume of the plan's type (the same rules as the typed script)."""
+        with self._lock:
+            s = self._live(key)
+            if s.info.types != plan.types:
+                raise SessionTypesError(s.info.types, plan.types)
+            if request_id:
+                found = s.find(request_id)
+                if found is not None:
+                    entry = found[1]
+                    if entry.digest != digest:
+                        raise RequestIdReusedError(request_id)
+                    return replace(entry.grant, replayed=True)
+            if s.info.closed:
+                raise SessionClosedError(f"session {key.session_id!r} is closed")
+            before = s.info.remainings
+            i = plan.index(before)
+            if i is None:
+                raise TypedPlanMissError(before)
+            want = plan.actions[i]
+            after = list(before)
+            action = 0
+            if want > 0 and before[want - 1] >= plan.costs[want - 1]:
+                action = want
+                after[want - 1] -= plan.costs[want - 1]
+            grant = TypedGrant(action, want, before, tuple(after))
+            if action:
+                s.info = replace(s.info, remainings=grant.remaining, remaining=sum(after))
+            if request_id:
+                text = plan.answer_at(before)
+                entry = _Entry(sum(before) - sum(after), replace(grant, answer=text), digest,
+                               _now_ms())  # fmt: skip
                 s.put(request_id, entry, self._cap)
             s.deadline = self._clock() + s.info.ttl_s
             return grant

@@ -7,10 +7,18 @@ to charge (``plan``), charges at most ``cost``, records the answer text under th
 the TTL. A refusal writes no budget. ``settle`` records an answer given while the store was
 unreachable (a degraded answer), so the budget and later replays agree with what the client
 received. Request-id records are kept in two generations of at most ``cap`` each per session.
+
+A *typed* session (a model with several intervention types, issue 14) holds one budget per
+type. ``try_consume_typed`` is its hot path: the plan gives the action (proceed or a type) at
+each remaining budget *vector* of a box, and the store charges exactly the chosen type's cost,
+never below zero for any type. It runs its own script (``check_and_consume_typed.lua``), so
+the one-type hot path stays as it is; a one-type call on a typed session (or a typed call on
+another session) raises SessionTypesError and writes nothing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +31,10 @@ __all__ = [
     "RequestIdReusedError",
     "SessionInfo",
     "SessionKey",
+    "SessionTypesError",
+    "TypedGrant",
+    "TypedPlan",
+    "TypedPlanMissError",
 ]
 
 
@@ -69,6 +81,70 @@ class Plan:
     def encode(self) -> str:
         """'0'/'1' string for the Lua script."""
         return "".join("1" if w else "0" for w in self.wants)
+
+
+@dataclass(frozen=True)
+class TypedPlan:
+    """The action at each remaining budget vector of the box ``lo .. lo + dims - 1``.
+
+    ``actions`` is row-major over the box (the last type varies fastest): 0 = proceed,
+    i = request ``types[i - 1]``. ``answers`` holds the answer text per cell (without
+    ``answer_tail``), as :class:`Plan` does for one type.
+    """
+
+    types: tuple[str, ...]
+    costs: tuple[int, ...]
+    lo: tuple[int, ...]
+    dims: tuple[int, ...]
+    actions: tuple[int, ...]
+    answers: tuple[str, ...] = ()
+    answer_tail: str = ""
+
+    def __post_init__(self) -> None:
+        m = len(self.types)
+        if not 1 <= m <= 9 or not (len(self.costs) == len(self.lo) == len(self.dims) == m):
+            raise ValueError("TypedPlan: 1..9 types, one cost, lo and dim per type")
+        if len(self.actions) != math.prod(self.dims) or any(not 0 <= a <= m for a in self.actions):
+            raise ValueError("TypedPlan: one action in 0..m per cell of the box")
+
+    def index(self, remaining: tuple[int, ...]) -> int | None:
+        """Cell of ``remaining`` in the box, or None when the box does not hold it."""
+        i = 0
+        for c, lo, n in zip(remaining, self.lo, self.dims, strict=True):
+            if not lo <= c < lo + n:
+                return None
+            i = i * n + (c - lo)
+        return i
+
+    def answer_at(self, remaining: tuple[int, ...]) -> str:
+        """Return the answer text to record at ``remaining`` ('' when the plan has none)."""
+        i = self.index(remaining)
+        return self.answers[i] + self.answer_tail if i is not None and self.answers else ""
+
+    def encode(self) -> str:
+        """One digit per cell for the Lua script."""
+        return "".join(str(a) for a in self.actions)
+
+
+@dataclass(frozen=True)
+class TypedGrant:
+    """The store's answer to one ``try_consume_typed`` (the vector form of :class:`Grant`).
+
+    ``wanted`` is the plan's action at ``before`` (0 = proceed); ``action`` the type charged
+    (0 = none: proceed, or the type did not fit). ``before``/``remaining`` are per type.
+    """
+
+    action: int
+    wanted: int
+    before: tuple[int, ...]
+    remaining: tuple[int, ...]
+    replayed: bool = False
+    answer: str = ""
+
+    @property
+    def granted(self) -> bool:
+        """Whether a type was charged."""
+        return self.action > 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +200,10 @@ class SessionInfo:
     success: bool | None = None
     steps: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # typed sessions: type names, budgets and remaining per type (budget/remaining are sums)
+    types: tuple[str, ...] = ()
+    budgets: tuple[int, ...] = ()
+    remainings: tuple[int, ...] = ()
 
 
 class RequestIdReusedError(Exception):
@@ -132,6 +212,24 @@ class RequestIdReusedError(Exception):
     def __init__(self, request_id: str) -> None:
         super().__init__(f"request id {request_id!r} was already used with a different body")
         self.request_id = request_id
+
+
+class SessionTypesError(Exception):
+    """The session's intervention types are not the ones the call names; nothing was written."""
+
+    def __init__(self, session_types: tuple[str, ...], asked: tuple[str, ...]) -> None:
+        have = ", ".join(session_types) or "one untyped budget"
+        want = ", ".join(asked) or "one untyped budget"
+        super().__init__(f"the session holds budgets for {have}; the served model has {want}")
+        self.session_types, self.asked = session_types, asked
+
+
+class TypedPlanMissError(Exception):
+    """The typed plan's box does not hold the session's remaining budgets; nothing was written."""
+
+    def __init__(self, remaining: tuple[int, ...]) -> None:
+        super().__init__(f"plan does not cover remaining budgets {remaining}")
+        self.remaining = remaining
 
 
 class PlanMissError(Exception):
@@ -147,7 +245,8 @@ class BudgetStore(Protocol):
     """Per-session intervention budgets.
 
     Errors: SessionNotFoundError, SessionClosedError, BudgetStoreUnavailableError
-    (service.errors), PlanMissError, RequestIdReusedError.
+    (service.errors), PlanMissError, RequestIdReusedError; typed: TypedPlanMissError,
+    SessionTypesError.
     """
 
     kind: str  # "redis" or "memory"
@@ -175,6 +274,31 @@ class BudgetStore(Protocol):
 
         A request id already recorded replays (``digest`` must match, else
         RequestIdReusedError).
+        """
+        ...
+
+    async def create_typed(
+        self,
+        key: SessionKey,
+        types: tuple[str, ...],
+        budgets: tuple[int, ...],
+        ttl_s: float,
+        horizon: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionInfo:
+        """Start a typed session with ``budgets[i]`` units of ``types[i]``."""
+        ...
+
+    async def try_consume_typed(
+        self,
+        key: SessionKey,
+        request_id: str | None,
+        plan: TypedPlan,
+        digest: str = "-",
+    ) -> TypedGrant:
+        """Atomically charge the plan's type at the held budgets if it fits (idempotent per id).
+
+        Raises TypedPlanMissError, SessionTypesError, RequestIdReusedError as well.
         """
         ...
 
