@@ -41,10 +41,12 @@ def _integral(value: object) -> object:
 
 _Integral = BeforeValidator(_integral)
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Budget = Annotated[int, _Integral, Field(strict=True, ge=0, le=MAX_BUDGET)]
-Steps = Annotated[int, _Integral, Field(strict=True, ge=0, le=MAX_STEPS)]
-TtlS = Annotated[int, _Integral, Field(strict=True, ge=1, le=30 * 86400)]
-Horizon = Annotated[int, _Integral, Field(strict=True, ge=1, le=MAX_STEPS)]
+# Field before the validator, or the JSON Schema shows pydantic's "ge"/"le" instead of
+# "minimum"/"maximum"
+Budget = Annotated[int, Field(strict=True, ge=0, le=MAX_BUDGET), _Integral]
+Steps = Annotated[int, Field(strict=True, ge=0, le=MAX_STEPS), _Integral]
+TtlS = Annotated[int, Field(strict=True, ge=1, le=30 * 86400), _Integral]
+Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS), _Integral]
 Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 MetaValue = str | int | Finite | bool | None
 Reason = Literal["helper", "budget_exhausted", "fail_open", "fail_closed"]
