@@ -90,23 +90,30 @@ def _exact_adapter(spec: str, log_fn: Any) -> EnvAdapter | None:
 
 
 def main(cfg: PRMConfig, log_fn: Any = print) -> Path:
-    """Read the log's train / held-out splits, fit both PRMs, write the outputs."""
+    """Read the log's train / held-out splits, fit both PRMs, write the outputs.
+
+    The output folder appears all at once (:mod:`training.staging`): a failure leaves none.
+    """
+    from training.staging import staged_output
+
     train, test, manifest, how = read_splits(cfg.log, cfg.test_fraction, cfg.split_seed)
-    return fit(cfg, train, test, manifest, log_fn, held_out=how)
+    with staged_output(Path(cfg.out), marker="config.json") as stage:
+        fit(cfg, train, test, manifest, log_fn, held_out=how, directory=stage)
+    return Path(cfg.out)
 
 
 def fit(
     cfg: PRMConfig, train: StepLog, test: StepLog, manifest: dict[str, Any], log_fn: Any = print,
-    adapter: EnvAdapter | None = None, held_out: str = "test split",
+    adapter: EnvAdapter | None = None, held_out: str = "test split", directory: Path | None = None,
 ) -> Path:  # fmt: skip
-    """Fit both PRMs on ``train``, calibrate on ``test``, write the outputs into ``cfg.out``.
+    """Fit both PRMs on ``train``, calibrate on ``test``, write the outputs; return the folder.
 
-    ``adapter``: the environment for the exact comparison (default: built from the manifest's
-    env spec when it can be; never required).
+    Files go to ``directory`` (default ``cfg.out``). ``adapter``: the environment for the exact
+    comparison (default: built from the manifest's env spec when it can be; never required).
     """
     from training.mlp import fit_mlp  # torch is imported only here
 
-    out = Path(cfg.out)
+    out = Path(cfg.out if directory is None else directory)
     out.mkdir(parents=True, exist_ok=True)
     y_train = train.success.astype(np.float32)
     y_test = test.success.astype(np.int64)
