@@ -132,13 +132,52 @@ def _openapi_for_served_model(app: FastAPI) -> None:
             app.openapi_schema = None
             schema = build()
             if svc is not None:
-                examples = decision_examples(svc.holder.scorer)
-                schema["components"]["schemas"]["DecisionRequest"]["examples"] = examples
+                tighten_decision_schema(schema["components"]["schemas"], svc.holder.scorer)
             cache.update(version=version, schema=schema)
         app.openapi_schema = cache["schema"]
         return cache["schema"]
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def tighten_decision_schema(components: dict[str, Any], scorer: Scorer) -> None:
+    """Say in the spec what the served model accepts, beyond what pydantic can state.
+
+    The state is exactly one of ``features`` (``feature_dim`` numbers) or ``text`` (not
+    blank), whichever the model takes; a request names a ``session_id`` or, stateless, gives
+    its ``remaining_budget``; a new session gives ``budget`` or (typed) ``budgets``. Also sets
+    examples valid for this model. (One rule stays outside the spec: an ``Idempotency-Key``
+    header that differs from the body's ``request_id`` is a 422 naming the header.)
+    """
+    if scorer.kind == "features":
+        features = {"type": "array", "items": {"type": "number"},
+                    "minItems": scorer.feature_dim, "maxItems": scorer.feature_dim}  # fmt: skip
+        state = {"required": ["features"], "properties": {"features": features}}
+    else:
+        text = {"type": "string", "minLength": 1, "maxLength": 32_768, "pattern": r"\S"}
+        state = {"required": ["text"], "properties": {"text": text}}
+    old = components["State"]
+    components["State"] = {"type": "object", "additionalProperties": False,
+                           "title": old.get("title", "State"),
+                           "description": old.get("description", ""), **state}  # fmt: skip
+    request = components["DecisionRequest"]
+    request["anyOf"] = [
+        {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
+        {"required": ["remaining_budget"], "properties": {"remaining_budget": {"type": "integer"}}},
+    ]
+    request["examples"] = decision_examples(scorer)
+    typed = bool(getattr(scorer, "types", None))
+    if "remaining_budgets" in request.get("properties", {}) and not typed:
+        request["not"] = {"required": ["remaining_budgets"],
+                          "properties": {"remaining_budgets": {"type": "object"}}}  # fmt: skip
+    create = components.get("SessionCreate", {})
+    if "budgets" in create.get("properties", {}) and not typed:
+        # an untyped model takes budget, never budgets (typed models: service.typed_scorer)
+        budget = create["properties"]["budget"]
+        not_null = [a for a in budget.get("anyOf", []) if a.get("type") != "null"]
+        create["required"] = sorted({*create.get("required", []), "budget"})
+        create["properties"]["budget"] = {**budget, "anyOf": not_null or [{"type": "integer"}]}
+        create["not"] = {"required": ["budgets"], "properties": {"budgets": {"type": "object"}}}
 
 
 def decision_examples(scorer: Scorer) -> list[dict[str, Any]]:

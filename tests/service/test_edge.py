@@ -113,6 +113,10 @@ async def test_openapi_declares_400_and_a_valid_example(artifact_dir: Path) -> N
         spec = (await c.get("/openapi.json")).json()
         for path in ("/v1/should_intervene", "/v1/sessions", "/v1/sessions/{session_id}/outcome"):
             assert "400" in spec["paths"][path]["post"]["responses"], path
+        text = json.dumps(spec)  # JSON Schema keywords, not pydantic's constraint names
+        assert '"minimum"' in text and '"ge"' not in text and '"le"' not in text
+        state = spec["components"]["schemas"]["State"]  # the served model's feature length
+        assert state["properties"]["features"]["minItems"] == 4 == state["properties"]["features"]["maxItems"]
         r = await c.post("/v1/sessions", content=b"[" * 30000 + b"]" * 30000, headers=JSON)
         assert r.status_code == 400
         examples = spec["components"]["schemas"]["DecisionRequest"]["examples"]
