@@ -1,4 +1,4 @@
-"""The artifact: a versioned, checksummed directory the service loads (DESIGN.md §5).
+"""The artifact: a versioned, checksummed directory the service loads (docs/design.md §5).
 
 Layout::
 

@@ -1,4 +1,4 @@
-"""The exact hard-budget solver over (t, s, c) (DESIGN.md §4, "ours").
+"""The exact hard-budget solver over (t, s, c) (docs/design.md §4).
 
 For a finite horizon H, remaining budget c and the two actions of a :class:`TabularModel`::
 

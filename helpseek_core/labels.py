@@ -1,4 +1,4 @@
-"""Labels for the helper: the optimal action at every logged decision point (DESIGN.md §4).
+"""Labels for the helper: the optimal action at every logged decision point (docs/design.md §4).
 
 For each logged (t, state_key) the label is the solver's decision there: from the budgeted
 solver one bit per remaining budget c = 0 .. Cmax, from the Lagrangian solver one bit.

@@ -1,4 +1,4 @@
-"""The paper's Lagrangian solver and its reward/usage search (DESIGN.md §4).
+"""The paper's Lagrangian solver and its reward/usage search (docs/design.md §4).
 
 For a penalty r >= 0 per intervention, over a finite horizon H::
 

@@ -1,4 +1,4 @@
-"""Estimate the tabular model T(s' | s, a) from a step log (DESIGN.md §4).
+"""Estimate the tabular model T(s' | s, a) from a step log (docs/design.md §4).
 
 Counts N(s, a, s') over logged rows go into sparse matrices (no Python loop over rows or
 states). Destinations:

@@ -44,7 +44,7 @@ def _check_finite(name: str, arr: np.ndarray, where: str) -> None:
 
 @dataclass(frozen=True, eq=False)
 class StepLog:
-    """Phase I output: one row per decision point (DESIGN.md §3).
+    """Phase I output: one row per decision point (docs/design.md §3).
 
     An ``action == 1`` row is a whole k-step intervention (a macro action): ``duration`` env
     steps, ``cost`` budget units, ending in ``next_state_key``. ``done`` marks the row on
@@ -290,7 +290,7 @@ class TabularModel:
 
 @dataclass(frozen=True, eq=False)
 class BudgetedSolution:
-    """Exact hard-budget optimum over (t, s, c) for every c <= Cmax (DESIGN.md §4).
+    """Exact hard-budget optimum over (t, s, c) for every c <= Cmax (docs/design.md §4).
 
     ``policy[t, s, c]`` is True when intervening is strictly better than proceeding at
     step t in state s with c budget units left (ties go to proceed).
