@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class EvalConfig:
     """Distinct held-out task seeds; episode i runs task seed_start + i % n_tasks."""
     root_seed: int = 20_250_204
     """Root of the per-episode noise and dynamics seeds (same for every policy)."""
-    calibration: str = "rate"
+    calibration: Literal["rate", "search"] = "rate"
     """How thresholds are calibrated per budget: 'rate' (match the oracle's intervention
     rate per decision on the logged states; cheap) or 'search' (best success over a grid of
     thresholds, measured live on training seeds)."""

@@ -20,7 +20,7 @@ self-checks of :mod:`training.selfcheck`. What runs, and how, is in :mod:`traini
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ from training.eval_policies import (
     run_cell,
     search_params,
 )
-from training.helper_train import estimate, load_helper_npz, oracle_for
+from training.helper_train import load_helper_npz
 from training.offline_rl import OFFLINE_RL_FILE, OfflineQPolicy
+from training.phase2 import estimate, oracle_for
 from training.report import cell_metrics, policy_metrics, targets, write_report
 from training.selfcheck import enforce_checks, self_checks
 
@@ -287,28 +288,25 @@ def main(cfg: ArtifactEvalConfig) -> Path:
     return out
 
 
+ALIASES = {
+    "evaluation.budgets": "--budgets", "evaluation.episodes": "--episodes",
+    "evaluation.n_tasks": "--eval-tasks", "evaluation.seed_start": "--seed-start",
+    "evaluation.calibration": "--calibration", "evaluation.progress": "--progress",
+    "evaluation.allow_failed_checks": "--allow-failed-checks",
+}  # fmt: skip
+"""Flags kept short (and as they were before the parser was derived from the dataclasses)."""
+
+
 def add_arguments(parser: Any) -> None:
-    """Arguments of ``helpseek evaluate``."""
-    parser.add_argument("--artifact", required=True, type=Path, help="artifact directory")
-    parser.add_argument("--env", required=True, help="env spec to evaluate in")
-    parser.add_argument("--out", type=Path, help="report directory")
-    parser.add_argument("--budgets", default="0,1,2,3,5,8", help="budgets, e.g. 0,1,2,3,5,8")
-    parser.add_argument("--episodes", type=int, default=1000, help="episodes per cell")
-    parser.add_argument("--eval-tasks", type=int, default=1000, help="distinct held-out seeds")
-    parser.add_argument("--seed-start", type=int, default=1_000_000, help="first held-out seed")
-    parser.add_argument("--calibration", choices=("rate", "search"), default="rate")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument(
-        "--allow-failed-checks", action="store_true",
-        help="exit 0 even when a self-check of the report fails (they are still printed)",
-    )
+    """Arguments of ``helpseek evaluate``: every field of :class:`ArtifactEvalConfig` (nested too)."""
+    from training.config import add_dataclass_arguments
+
+    add_dataclass_arguments(parser, ArtifactEvalConfig, aliases=ALIASES)
 
 
 def from_args(ns: Any) -> ArtifactEvalConfig:
-    """Build the config from parsed ``helpseek evaluate`` arguments."""
-    ev = replace(
-        EvalConfig(), budgets=tuple(int(b) for b in ns.budgets.split(",")), episodes=ns.episodes,
-        n_tasks=ns.eval_tasks, seed_start=ns.seed_start, calibration=ns.calibration,
-        progress=not ns.no_progress, allow_failed_checks=ns.allow_failed_checks,
-    )  # fmt: skip
-    return ArtifactEvalConfig(artifact=ns.artifact, env=ns.env, out=ns.out, evaluation=ev)
+    """Build the config from parsed ``helpseek evaluate`` arguments (given flags only)."""
+    from training.config import from_namespace
+
+    given = {k: v for k, v in vars(ns).items() if k != "command"}
+    return from_namespace(ArtifactEvalConfig, given)  # type: ignore[no-any-return]

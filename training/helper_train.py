@@ -28,14 +28,7 @@ import numpy as np
 from helpseek_core.errors import ShapeError
 from helpseek_core.helper import MLP, FeatureStats, Helper, encode_inputs
 from helpseek_core.labels import label_budgeted, label_lagrangian, labelable
-
-# Phase II moved to training.phase2 / helpseek_core.occupancy; re-exported here for callers
-# not yet updated (training/evaluate.py, tests/training/test_evaluate.py).
-from helpseek_core.occupancy import dp_intervention_rate as dp_intervention_rate
 from helpseek_core.types import BudgetedSolution, LagrangianSolution, StepLog, TabularModel
-from training.phase2 import estimate as estimate
-from training.phase2 import oracle_for as oracle_for
-from training.phase2 import task_steps_left as task_steps_left
 
 __all__ = [
     "DecisionPoints",

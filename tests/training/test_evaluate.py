@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from helpseek_core.metrics import wilson_interval
+from helpseek_core.occupancy import dp_intervention_rate
 from training.envs import make_env
 from training.evaluate import EvalConfig, PolicySet, evaluate, oracle_decide, run_cell
-from training.helper_train import dp_intervention_rate, oracle_for
+from training.phase2 import oracle_for
 from training.report import targets, write_report
 from training.selfcheck import SelfCheckError, enforce_checks, self_checks
 
