@@ -24,6 +24,7 @@ and the service's features scorer all call it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -149,7 +150,8 @@ class FeatureStats:
     def zscores(self, features: np.ndarray) -> np.ndarray:
         """(B, F) -> z-scores (B, F) float64, clipped to ``±Z_MAX``."""
         z = (np.asarray(features, np.float64) - self.mean) / self.std
-        return np.clip(z, -Z_MAX, Z_MAX, out=z)
+        np.minimum(z, Z_MAX, out=z)  # np.clip's Python wrapper costs more than the work here
+        return np.maximum(z, -Z_MAX, out=z)
 
     def normalise(self, features: np.ndarray) -> np.ndarray:
         """(B, F) -> z-scores (B, F) float32 (clipped to ``±Z_MAX``)."""
@@ -161,7 +163,9 @@ class FeatureStats:
 
     @staticmethod
     def _rms(z: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.mean(z * z, axis=1)) if z.shape[1] else np.zeros(z.shape[0])
+        if not z.shape[1]:
+            return np.zeros(z.shape[0])
+        return np.sqrt(np.einsum("ij,ij->i", z, z) / z.shape[1])
 
     def is_novel(self, features: np.ndarray) -> np.ndarray:
         """(B, F) -> (B,) bool: unlike the training data."""
@@ -169,8 +173,14 @@ class FeatureStats:
         return self._novel(x, self.score(x))
 
     def _novel(self, x: np.ndarray, score: np.ndarray) -> np.ndarray:
-        outside = ((x < self.low - self.std) | (x > self.high + self.std)).any(axis=1)
+        low, high = self._bounds
+        outside = ((x < low) | (x > high)).any(axis=1)
         return outside | (score > self.threshold)
+
+    @functools.cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Training range widened by one std on each side (outside it: novel)."""
+        return self.low - self.std, self.high + self.std
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """For ``helper.npz``."""
@@ -198,16 +208,24 @@ class FeatureStats:
 
 
 def _check_batch(
-    stats: FeatureStats, features: np.ndarray, remaining: np.ndarray, steps_left: np.ndarray
+    stats: FeatureStats,
+    features: np.ndarray,
+    remaining: np.ndarray,
+    steps_left: np.ndarray | int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    f = np.atleast_2d(np.asarray(features, np.float64))
+    """(B, F) float64, (B or 1, n) float64 budgets, (B or 1,) float64 steps left; or raise."""
+    f = np.asarray(features, np.float64)
+    if f.ndim == 1:
+        f = f.reshape(1, -1)
     c = np.asarray(remaining, np.float64)
+    if c.ndim == 1:
+        c = c.reshape(1, -1)
     left = np.asarray(steps_left, np.float64).reshape(-1)
     if f.shape[1] != stats.mean.shape[0]:
         raise ShapeError(f"features: expected length {stats.mean.shape[0]}, got {f.shape[1]}")
-    if not (f.shape[0] == c.shape[0] == left.shape[0]):
+    if c.shape[0] not in (1, f.shape[0]) or left.shape[0] not in (1, f.shape[0]):
         raise ShapeError("features, remaining and steps_left must have the same batch size")
-    if np.any(c < 0):
+    if c.size and c.min() < 0:
         raise BudgetError("remaining: budget must be >= 0")
     return f, c, left
 
@@ -215,10 +233,9 @@ def _check_batch(
 def _encode(
     z: np.ndarray, c: np.ndarray, left: np.ndarray, cmax: int, horizon: int, cost: int
 ) -> np.ndarray:
-    """(B, F) z-scores, (B, n) budgets, (B,) steps left -> (B, n, F + 3) float32 rows."""
-    b, n = c.shape
-    dim = z.shape[1]
-    x = np.empty((b, n, dim + 3), np.float32)
+    """(B, F) z-scores, (B or 1, n) budgets, (B or 1,) steps left -> (B, n, F + 3) float32."""
+    rows, dim = z.shape
+    x = np.empty((rows, c.shape[1], dim + 3), np.float32)
     x[:, :, :dim] = z[:, None, :]
     x[:, :, dim] = np.minimum(c, cmax) / max(cmax, 1)
     x[:, :, dim + 1] = c >= cost
@@ -239,8 +256,11 @@ def encode_inputs(
 
     ``remaining`` above ``cmax`` is encoded as ``cmax`` (the trained budget range).
     """
-    f, c, left = _check_batch(stats, features, np.asarray(remaining).reshape(-1), steps_left)
-    return _encode(stats.zscores(f), c.reshape(-1, 1), left, cmax, horizon, cost)[:, 0, :]
+    c = np.asarray(remaining, np.float64).reshape(-1, 1)
+    f, c, left = _check_batch(stats, features, c, steps_left)
+    if not (f.shape[0] == c.shape[0] == left.shape[0]):
+        raise ShapeError("features, remaining and steps_left must have the same batch size")
+    return _encode(stats.zscores(f), c, left, cmax, horizon, cost)[:, 0, :]
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,23 +304,19 @@ def score_states(
     state's z-scores are computed once for the inputs and the novelty score.
     """
     single = np.ndim(features) == 1
-    f = np.asarray(features, np.float64).reshape(1, -1) if single else features
-    rows = np.shape(f)[0]
-    b = np.asarray(budgets)
-    c2 = np.broadcast_to(b, (rows, b.shape[0])) if b.ndim == 1 else b
-    left = np.asarray(steps_left, np.float64).reshape(-1)
-    if left.shape[0] == 1 and rows != 1:
-        left = np.broadcast_to(left, (rows,))
-    f, c, left = _check_batch(stats, f, c2, left)
+    f, c, left = _check_batch(stats, features, budgets, steps_left)
     z = stats.zscores(f)
     x = _encode(z, c, left, cmax, horizon, cost)
-    p = mlp.probability(x.reshape(-1, x.shape[2])).reshape(c.shape)
+    rows, n = x.shape[0], x.shape[1]
+    p = mlp.probability(x.reshape(rows * n, x.shape[2])).reshape(rows, n)
+    if c.shape[0] != rows:
+        c = np.broadcast_to(c, (rows, n))
     asks = p >= threshold
     intervene = asks & (c >= cost)  # ``decide``, vectorised
     clipped = c > cmax
     score = FeatureStats._rms(z)
     novel = stats._novel(f, score)
-    ci = c2.astype(np.int64)
+    ci = c.astype(np.int64)
     if single:
         return Scored(ci[0], p[0], asks[0], intervene[0], clipped[0], bool(novel[0]),
                       float(score[0]))  # fmt: skip
