@@ -7,9 +7,14 @@ as the weak agent, value iteration as the expert) through the environment adapte
 steps, otherwise the weak agent acts. The server keeps the episode's budget, so the agent
 never has to count. At the end it reports the outcome and prints a summary.
 
+With a typed model (``GET /v1/model`` lists ``types``, issue 14) each session holds a budget
+per type (``--budgets hint=3,takeover=1``); an answer names the type to request, and the
+expert then acts for that type's k steps (the agent keeps it acting without asking again).
+
     make run                                    # in another terminal: serve the default helper
     python examples/agent.py --episodes 50 --budget 2
     python examples/agent.py --url http://127.0.0.1:8000 --api-key KEY --json
+    python examples/agent.py --budgets a=3,b=1    # a typed model: one budget per type
 
 Needs the ``train`` extra (gymnasium) for the environment; the SDK itself is pure httpx.
 """
@@ -48,6 +53,8 @@ class Summary:
     steps: int = 0
     seconds: float = 0.0
     per_episode: list[dict[str, object]] = field(default_factory=list)
+    budgets: dict[str, int] | None = None  # typed models: the budget of every type
+    interventions_by_type: dict[str, int] = field(default_factory=dict)  # typed models
 
     @property
     def success_rate(self) -> float:
@@ -64,6 +71,7 @@ def run_agent(
     seed: int = 1_000_000,
     root_seed: int = 20_250_204,
     keep_episodes: bool = False,
+    budgets: dict[str, int] | None = None,
 ) -> Summary:
     """Play ``episodes`` episodes of ``env`` (task seeds ``seed``, ``seed + 1``, ...).
 
@@ -71,7 +79,8 @@ def run_agent(
     evaluation, so the success rate is comparable with the artifact's evaluation summary.
 
     Every decision point asks the service; the request id is ``<session>-<t>``, so a retried
-    question is never charged twice.
+    question is never charged twice. A typed model takes ``budgets`` (one per type); a granted
+    type's expert acts for that type's k steps.
     """
     model = client.model()
     adapter = make_env(env)
@@ -82,18 +91,31 @@ def run_agent(
             f"produces {adapter.feature_names}: pass the --env the artifact was trained on"
         )
     k, cost = model.k or 1, model.cost or 1
-    out = Summary(env=adapter.spec, model_version=model.model_version, budget=budget)
+    type_k = {t.name: t.k for t in model.types or ()}
+    if type_k:
+        if budgets is None:
+            raise SystemExit(f"the model has intervention types {sorted(type_k)}: pass --budgets")
+        k, cost = 1, 0  # the agent keeps a granted type's expert acting for that type's k steps
+    elif budgets is not None:
+        raise SystemExit(f"the model {model.model_version} has one intervention type: use --budget")
+    out = Summary(env=adapter.spec, model_version=model.model_version, budget=budget,
+                  budgets=budgets, interventions_by_type=dict.fromkeys(type_k, 0))  # fmt: skip
     started = time.perf_counter()
     for i in range(episodes):
         task = seed + i
         rng, dynamics = episode_rng(root_seed, task, 0)
         session = client.start_session(
-            budget, horizon=model.horizon, metadata={"env": env, "task": task}
-        )
+            None if type_k else budget, budgets=budgets if type_k else None,
+            horizon=model.horizon, metadata={"env": env, "task": task},
+        )  # fmt: skip
         sid = session.session_id
-        seen = {"decisions": 0, "intervene": 0, "exhausted": 0, "degraded": 0, "novel": 0}
+        seen = {"decisions": 0, "intervene": 0, "exhausted": 0, "degraded": 0, "novel": 0,
+                "acting": 0}  # fmt: skip
 
         def decide(ctx: DecisionContext, sid: str = sid, seen: dict[str, int] = seen) -> bool:
+            if seen["acting"] > 0:  # a typed intervention still covering this step
+                seen["acting"] -= 1
+                return True
             answer = client.should_intervene(
                 sid,
                 step=ctx.t,
@@ -106,6 +128,9 @@ def run_agent(
             seen["exhausted"] += answer.reason == "budget_exhausted"
             seen["degraded"] += answer.degraded
             seen["novel"] += answer.novel
+            if answer.type is not None:
+                out.interventions_by_type[answer.type] += 1
+                seen["acting"] = type_k[answer.type] - 1
             return answer.intervene
 
         # budget=None: the runner asks at every decision point; the server enforces the budget
@@ -115,11 +140,13 @@ def run_agent(
         out.episodes += 1
         out.successes += ep.success
         out.decisions += seen["decisions"]
-        out.interventions += ep.interventions
+        out.interventions += seen["intervene"] if type_k else ep.interventions
         out.refused_for_budget += seen["exhausted"]
         out.degraded += seen["degraded"]
         out.novel += seen["novel"]
-        out.max_interventions = max(out.max_interventions, ep.interventions)
+        out.max_interventions = max(
+            out.max_interventions, seen["intervene"] if type_k else ep.interventions
+        )
         out.steps += ep.steps
         if keep_episodes:
             out.per_episode.append(
@@ -138,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--env", default="taxi", help="env spec the artifact was trained on")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--budget", type=int, default=2, help="interventions per episode")
+    p.add_argument("--budgets", type=_budgets, default=None,
+                   help="typed models: budget per type, e.g. hint=3,takeover=1")  # fmt: skip
     p.add_argument("--seed", type=int, default=1_000_000, help="first task seed")
     p.add_argument("--root-seed", type=int, default=20_250_204, help="root of the noise seeds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -147,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with HelpSeekClient(args.url, api_key=args.api_key) as client:
             s = run_agent(client, args.env, episodes=args.episodes, budget=args.budget,
                           seed=args.seed, root_seed=args.root_seed,
-                          keep_episodes=args.per_episode)  # fmt: skip
+                          keep_episodes=args.per_episode, budgets=args.budgets)  # fmt: skip
     except HelpSeekClientError as exc:
         print(f"agent: the service failed: {exc}", file=sys.stderr)
         return 1
@@ -160,7 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"episode, at most {s.max_interventions})")  # fmt: skip
     print(f"  decisions asked    {s.decisions} ({s.decisions / max(s.seconds, 1e-9):.0f}/s)")
     print(f"  budget refusals    {s.refused_for_budget}; degraded {s.degraded}; novel {s.novel}")
+    if s.budgets is not None:
+        print(f"  budgets per type   {s.budgets}; granted {s.interventions_by_type}")
     return 0
+
+
+def _budgets(text: str) -> dict[str, int]:
+    """``hint=3,takeover=1`` -> {"hint": 3, "takeover": 1}."""
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected name=count[,name=count...], got {text!r}")
+        out[name.strip()] = int(value)
+    return out
 
 
 if __name__ == "__main__":

@@ -25,7 +25,13 @@ from helpseek_client.errors import (
     UnexpectedResponse,
     ValidationError,
 )
-from helpseek_client.models import Decision, ModelInfo, Session, SessionStatus
+from helpseek_client.models import (
+    Decision,
+    InterventionTypeInfo,
+    ModelInfo,
+    Session,
+    SessionStatus,
+)
 
 __all__ = [
     "API_KEY_HEADER",
@@ -37,6 +43,7 @@ __all__ = [
     "HelpSeekClient",
     "HelpSeekClientError",
     "IDEMPOTENCY_HEADER",
+    "InterventionTypeInfo",
     "ModelInfo",
     "NotFoundError",
     "RetryPolicy",

@@ -101,6 +101,30 @@ class Call:
     expect: tuple[int, ...] = (200,)
 
 
+def session_call(
+    budget: int | None,
+    budgets: Mapping[str, int] | None,
+    ttl_s: float | None,
+    horizon: int | None,
+    metadata: Mapping[str, Any] | None,
+) -> Call:
+    """Describe ``POST /v1/sessions``: ``budget``, or ``budgets`` (one per type, typed models)."""
+    if (budget is None) == (budgets is None):
+        raise ValueError("start_session: give exactly one of budget= or budgets=")
+    body: dict[str, Any] = (
+        {"budget": int(budget)} if budget is not None
+        else {"budgets": {str(k): int(v) for k, v in (budgets or {}).items()}}
+    )  # fmt: skip
+    if ttl_s is not None:
+        body["ttl_s"] = ttl_s
+    if horizon is not None:
+        body["horizon"] = int(horizon)
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    return Call("POST", "/v1/sessions", body, {IDEMPOTENCY_HEADER: new_request_id()},
+                expect=(200, 201))  # fmt: skip
+
+
 def decision_call(
     session_id: str | None,
     step: int,
@@ -109,12 +133,16 @@ def decision_call(
     remaining_budget: int | None,
     steps_left: int | None,
     request_id: str | None,
+    remaining_budgets: Mapping[str, int] | None = None,
 ) -> Call:
     """Describe ``POST /v1/should_intervene``; the request id doubles as Idempotency-Key."""
     if (features is None) == (text is None):
         raise ValueError("should_intervene: give exactly one of features= or text=")
-    if session_id is None and remaining_budget is None:
-        raise ValueError("should_intervene: without a session_id, remaining_budget= is required")
+    if session_id is None and remaining_budget is None and remaining_budgets is None:
+        raise ValueError(
+            "should_intervene: without a session_id, remaining_budget= (or remaining_budgets= "
+            "for a typed model) is required"
+        )
     rid = request_id or new_request_id()
     state: dict[str, Any] = (
         {"features": [float(x) for x in features]} if features is not None else {"text": text}
@@ -124,6 +152,8 @@ def decision_call(
         body["session_id"] = session_id
     if remaining_budget is not None:
         body["remaining_budget"] = int(remaining_budget)
+    if remaining_budgets is not None:
+        body["remaining_budgets"] = {str(k): int(v) for k, v in remaining_budgets.items()}
     if steps_left is not None:
         body["steps_left"] = int(steps_left)
     return Call(

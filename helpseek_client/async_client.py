@@ -26,6 +26,7 @@ from helpseek_client._calls import (
     decision_call,
     new_request_id,
     parse,
+    session_call,
     transport_error,
 )
 from helpseek_client.models import Decision, ModelInfo, Session, SessionStatus
@@ -91,22 +92,19 @@ class AsyncHelpSeekClient:
 
     async def start_session(
         self,
-        budget: int,
+        budget: int | None = None,
         *,
+        budgets: Mapping[str, int] | None = None,
         ttl_s: float | None = None,
         horizon: int | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Session:
-        """Open an episode with ``budget`` interventions; the server then owns the budget."""
-        body: dict[str, Any] = {"budget": int(budget)}
-        if ttl_s is not None:
-            body["ttl_s"] = ttl_s
-        if horizon is not None:
-            body["horizon"] = int(horizon)
-        if metadata is not None:
-            body["metadata"] = dict(metadata)
-        call = Call("POST", "/v1/sessions", body, {IDEMPOTENCY_HEADER: new_request_id()},
-                    expect=(200, 201))  # fmt: skip
+        """Open an episode with ``budget`` interventions; the server then owns the budget.
+
+        A typed model (``model().types``) takes ``budgets``: one budget per intervention type,
+        e.g. ``budgets={"hint": 3, "takeover": 1}``.
+        """
+        call = session_call(budget, budgets, ttl_s, horizon, metadata)
         return Session.from_json(await self._send(call))
 
     async def should_intervene(
@@ -119,10 +117,18 @@ class AsyncHelpSeekClient:
         remaining_budget: int | None = None,
         steps_left: int | None = None,
         request_id: str | None = None,
+        remaining_budgets: Mapping[str, int] | None = None,
     ) -> Decision:
         """Ask whether to intervene now (see ``HelpSeekClient.should_intervene``)."""
         call = decision_call(
-            session_id, step, features, text, remaining_budget, steps_left, request_id
+            session_id,
+            step,
+            features,
+            text,
+            remaining_budget,
+            steps_left,
+            request_id,
+            remaining_budgets,
         )
         return Decision.from_json(await self._send(call))
 

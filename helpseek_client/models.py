@@ -14,7 +14,7 @@ from typing import Any
 
 from helpseek_client.errors import UnexpectedResponse
 
-__all__ = ["Decision", "ModelInfo", "Session", "SessionStatus"]
+__all__ = ["Decision", "InterventionTypeInfo", "ModelInfo", "Session", "SessionStatus"]
 
 
 def _need(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -32,6 +32,21 @@ def _opt(body: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if body.get(key) is None:
         return None
     return _need(body, key, kind, where)
+
+
+def _budgets(body: Mapping[str, Any], key: str, where: str) -> dict[str, int] | None:
+    """Read a ``{type name: budget}`` object (typed models); None when absent."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise UnexpectedResponse(
+            f"{where}: {key!r} should map type names to integers: {value!r:.100}"
+        )
+    return dict(value)
 
 
 def _time(value: Any, where: str) -> datetime | None:
@@ -54,9 +69,10 @@ class Session:
     """A started episode: its id, its budget and when the server forgets it."""
 
     session_id: str
-    budget: int
+    budget: int  # typed models: the sum of budgets
     expires_at: datetime | None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    budgets: dict[str, int] | None = None  # typed models: the budget of every type
 
     @staticmethod
     def from_json(body: Mapping[str, Any]) -> Session:
@@ -67,6 +83,7 @@ class Session:
             budget=_need(body, "budget", int, where),
             expires_at=_time(body.get("expires_at"), where),
             raw=dict(body),
+            budgets=_budgets(body, "budgets", where),
         )
 
 
@@ -84,6 +101,8 @@ class Decision:
     novelty_score: float | None  # RMS z-score of the features (None for text states)
     request_id: str  # idempotency key: a retry with it gets this same answer
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    type: str | None = None  # typed models: the intervention type to request (None: proceed)
+    remaining_budgets: dict[str, int] | None = None  # typed models: left per type after this
 
     @staticmethod
     def from_json(body: Mapping[str, Any]) -> Decision:
@@ -100,6 +119,8 @@ class Decision:
             novelty_score=_opt(body, "novelty_score", float, where),
             request_id=_need(body, "request_id", str, where),
             raw=dict(body),
+            type=_opt(body, "type", str, where),
+            remaining_budgets=_budgets(body, "remaining_budgets", where),
         )
 
 
@@ -116,6 +137,8 @@ class SessionStatus:
     horizon: int | None
     expires_at: datetime | None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    budgets: dict[str, int] | None = None  # typed sessions: budget per type
+    remaining_budgets: dict[str, int] | None = None  # typed sessions: left per type
 
     @property
     def interventions_used(self) -> int | None:
@@ -139,7 +162,19 @@ class SessionStatus:
             horizon=_opt(body, "horizon", int, where),
             expires_at=_time(body.get("expires_at"), where),
             raw=dict(body),
+            budgets=_budgets(body, "budgets", where),
+            remaining_budgets=_budgets(body, "remaining_budgets", where),
         )
+
+
+@dataclass(frozen=True)
+class InterventionTypeInfo:
+    """One intervention type of a typed model: its name, steps covered, cost, trained budget."""
+
+    name: str
+    k: int
+    cost: int
+    cmax: int
 
 
 @dataclass(frozen=True)
@@ -155,6 +190,7 @@ class ModelInfo:
     cost: int | None  # budget units one intervention costs
     target_intervention_rate: float | None  # what the offline evaluation expects
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    types: tuple[InterventionTypeInfo, ...] | None = None  # typed models, in artifact order
 
     @staticmethod
     def from_json(body: Mapping[str, Any]) -> ModelInfo:
@@ -170,4 +206,22 @@ class ModelInfo:
             cost=_opt(body, "cost", int, where),
             target_intervention_rate=_opt(body, "target_intervention_rate", float, where),
             raw=dict(body),
+            types=_types(body, where),
         )
+
+
+def _types(body: Mapping[str, Any], where: str) -> tuple[InterventionTypeInfo, ...] | None:
+    raw = body.get("types")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise UnexpectedResponse(f"{where}: 'types' should be a list, got {raw!r:.100}")
+    return tuple(
+        InterventionTypeInfo(
+            _need(t, "name", str, where),
+            _need(t, "k", int, where),
+            _need(t, "cost", int, where),
+            _need(t, "cmax", int, where),
+        )  # fmt: skip
+        for t in raw
+    )

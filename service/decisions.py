@@ -29,13 +29,23 @@ from service.budget.protocol import (
     Record,
     RequestIdReusedError,
     SessionKey,
+    SessionTypesError,
 )
 from service.deps import CachedSession, ServiceState
 from service.errors import BudgetStoreUnavailableError, FieldError
 from service.model_holder import Scored, Scorer
 from service.schemas import DecisionRequest, DecisionResponse
+from service.typed_decisions import decide_typed
+from service.typed_scorer import TypedScorer
 
-__all__ = ["Outcome", "body_digest", "decide_request", "decode_answer", "encode_answer"]
+__all__ = [
+    "Outcome",
+    "answer_tail",
+    "body_digest",
+    "decide_request",
+    "decode_answer",
+    "encode_answer",
+]
 
 _WINDOW = 8  # budgets scored below the last known remaining
 _ANSWER_V = "a1"  # version tag of the recorded answer text
@@ -54,11 +64,14 @@ class Outcome:
     tenant: str
     features: list[float] | None
     text: str | None
+    type_index: int = 0  # typed models: 1 + the index of the type requested (0 = none)
+    type_name: str | None = None
+    before_by_type: dict[str, int] | None = None  # typed models: remaining per type before
 
 
 def _check_state(body: DecisionRequest, scorer: Scorer) -> np.ndarray | None:
     st = body.state
-    if scorer.kind == "features":
+    if scorer.kind in ("features", "typed"):
         if st.features is None:
             raise FieldError(["body", "state", "text"], "this model takes state.features, not text")
         if len(st.features) != scorer.feature_dim:
@@ -109,10 +122,11 @@ def encode_answer(r: DecisionResponse) -> str:
     response that serialises to the same bytes.
     """
     head = _answer_head(r.intervene, r.remaining_budget, r.reason, r.probability, r.budget_clipped)
-    return head + _answer_tail(r.degraded, r.novel, r.novelty_score, r.model_version)
+    return head + answer_tail(r.degraded, r.novel, r.novelty_score, r.model_version)
 
 
-def _answer_tail(degraded: bool, novel: bool, novelty_score: float, model_version: str) -> str:
+def answer_tail(degraded: bool, novel: bool, novelty_score: float, model_version: str) -> str:
+    """Write the part of a recorded answer every budget level shares (one- and typed models)."""
     return f"\t{degraded:d}\t{novel:d}\t{float(novelty_score)!r}\t{model_version}"
 
 
@@ -150,7 +164,7 @@ def _plan(scorer: Scorer, scored: Scored, lo: int) -> Plan:
             f"{_ANSWER_V}\t{'1' if go else '0'}\t{c - cost if go else c}\t"
             f"{'helper' if c >= cost else 'budget_exhausted'}\t{p!r}\t{'1' if clip else '0'}"
         )
-    tail = _answer_tail(False, scored.novel, scored.novelty_score, scorer.model_version)
+    tail = answer_tail(False, scored.novel, scored.novelty_score, scorer.model_version)
     return Plan(lo, wants, tuple(heads), tail)
 
 
@@ -161,6 +175,14 @@ async def decide_request(
     scorer0 = svc.holder.scorer
     feats = _check_state(body, scorer0)
     rid = request_id or uuid.uuid4().hex
+    if isinstance(scorer0, TypedScorer):
+        assert feats is not None  # noqa: S101 - _check_state: a typed model takes features
+        return await decide_typed(svc, body, tenant, rid, scorer0, feats, body_digest(body, feats))
+    if body.remaining_budgets is not None:
+        raise FieldError(
+            ["body", "remaining_budgets"],
+            "this model has one intervention type: give remaining_budget",
+        )
 
     if body.session_id is None:
         if body.remaining_budget is None:
@@ -183,8 +205,12 @@ async def decide_request(
     try:
         if cached is None:
             info = await svc.store.describe(key)
-            cached = CachedSession(info.budget, info.horizon, info.remaining)
+            cached = CachedSession(
+                info.budget, info.horizon, info.remaining, info.types, info.remainings
+            )
             svc.remember(key, cached)
+        if cached.types:
+            raise SessionTypesError(cached.types, ())
         horizon = cached.horizon or scorer0.horizon
         left = body.steps_left if body.steps_left is not None else max(horizon - body.step, 0)
         hi = cached.remaining
@@ -205,6 +231,8 @@ async def decide_request(
         return await _degraded(svc, body, tenant, rid, feats, cached, scorer0, key, digest)
     except RequestIdReusedError as exc:
         raise FieldError(["body", "request_id"], str(exc), "request_id_reused") from exc
+    except SessionTypesError as exc:
+        raise FieldError(["body", "session_id"], str(exc), "session_types") from exc
     cached.remaining = grant.remaining
     if grant.replayed:
         return await _replay(svc, body, tenant, rid, grant, feats, left)

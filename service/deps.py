@@ -35,6 +35,8 @@ class CachedSession:
     budget: int
     horizon: int | None
     remaining: int
+    types: tuple[str, ...] = ()  # typed sessions: type names and last remaining per type
+    remainings: tuple[int, ...] = ()
 
 
 @dataclass

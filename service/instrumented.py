@@ -17,6 +17,7 @@ from service.budget.protocol import (
     SessionKey,
     TypedGrant,
     TypedPlan,
+    TypedRecord,
 )
 from service.errors import BudgetStoreUnavailableError
 from service.metrics import Metrics
@@ -89,7 +90,12 @@ class InstrumentedStore:
         ok: bool = await self._timed("settle", self.inner.settle(key, record))
         return ok
 
-    def settle_later(self, key: SessionKey, record: Record) -> None:
+    async def settle_typed(self, key: SessionKey, record: TypedRecord) -> bool:
+        """Run ``settle_typed``, timed (op ``settle``)."""
+        ok: bool = await self._timed("settle", self.inner.settle_typed(key, record))
+        return ok
+
+    def settle_later(self, key: SessionKey, record: Record | TypedRecord) -> None:
         """Queue a settlement (untimed: it returns at once)."""
         self.inner.settle_later(key, record)
 

@@ -4,6 +4,8 @@ Names and labels are a contract (DESIGN.md §8; Prometheus rules and Grafana use
 
     helpseek_decisions_total{outcome, reason, model_version}     counter
     helpseek_interventions_granted_total{model_version}          counter
+    helpseek_decisions_by_type_total{type, model_version}        counter (type: a name from
+                                         the artifact's types, or "none": proceed / one type)
     helpseek_interventions_refused_total{reason="budget"}        counter
     helpseek_degraded_total{mode="open"|"closed"}                counter
     helpseek_novel_states_total{model_version}                   counter
@@ -51,6 +53,8 @@ class _Answer(Protocol):
     def degraded(self) -> bool: ...
     @property
     def novel(self) -> bool: ...
+    @property
+    def type(self) -> str | None: ...
 
 
 _FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -72,6 +76,11 @@ class Metrics:
         self.granted = Counter(
             "helpseek_interventions_granted_total", "Interventions granted (budget charged).",
             ["model_version"], registry=r,
+        )  # fmt: skip
+        self.by_type = Counter(
+            "helpseek_decisions_by_type_total",
+            "Decisions by the intervention type granted (none: proceed, or a one-type model).",
+            ["type", "model_version"], registry=r,
         )  # fmt: skip
         self.refused = Counter(
             "helpseek_interventions_refused_total",
@@ -133,6 +142,7 @@ class Metrics:
         """Count one answered decision (decisions, granted, refused, degraded, novel)."""
         v = r.model_version
         self.child(self.decisions, "intervene" if r.intervene else "proceed", r.reason, v).inc()
+        self.child(self.by_type, r.type or "none", v).inc()
         if r.intervene:
             self.child(self.granted, v).inc()
         elif r.reason == "budget_exhausted" and asked:

@@ -99,6 +99,7 @@ ScorerFactory = Callable[[Artifact], Scorer]
 SCORERS: dict[str, ScorerFactory | str] = {
     "features": FeaturesScorer,
     "text": "helpseek_text.service_adapter:load_scorer",
+    "typed": "service.typed_scorer:TypedScorer",  # several intervention types (issue 14)
 }
 
 

@@ -182,7 +182,8 @@ def _record(body: DecisionRequest, out: Outcome) -> dict[str, Any]:
         "features": feats,
         "text": out.text,
         "action": int(r.intervene),
-        "intervention_type": 0,
+        "intervention_type": max(out.type_index - 1, 0),  # index in the artifact's types
+        "type": out.type_name,
         "cost": out.charged,
         "remaining_before": out.before,
         "remaining_after": r.remaining_budget,
@@ -195,4 +196,9 @@ def _record(body: DecisionRequest, out: Outcome) -> dict[str, Any]:
         "novelty_score": r.novelty_score,
         "model_version": r.model_version,
         "behavior_p": float(r.intervene),
+        **(
+            {"remaining_budgets_before": out.before_by_type,
+             "remaining_budgets_after": r.remaining_budgets}
+            if out.before_by_type is not None else {}
+        ),  # fmt: skip
     }

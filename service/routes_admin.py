@@ -23,7 +23,14 @@ from service.deps import Admin, ServiceState, Svc, Tenant
 from service.errors import ReloadRefusedError
 from service.metrics import CONTENT_TYPE_LATEST
 from service.model_holder import target_intervention_rate
-from service.schemas import HealthResponse, ModelResponse, ReadyResponse, ReloadResponse
+from service.schemas import (
+    HealthResponse,
+    ModelResponse,
+    ReadyResponse,
+    ReloadResponse,
+    TypeInfo,
+)
+from service.typed_scorer import TypedScorer
 
 __all__ = ["reload_model", "router", "sibling_workers"]
 
@@ -53,6 +60,7 @@ async def model_info(svc: Svc, tenant: Tenant) -> ModelResponse:
         threshold=s.threshold,
         target_intervention_rate=target_intervention_rate(m),
         loaded_at=svc.holder.loaded_at,
+        types=[TypeInfo(**t.to_dict()) for t in s.types] if isinstance(s, TypedScorer) else None,
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "SessionCreated",
     "SessionStatus",
     "State",
+    "TypeInfo",
     "MAX_BUDGET",
 ]
 
@@ -50,6 +51,8 @@ Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS), _Integral]
 Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 MetaValue = str | int | Finite | bool | None
 Reason = Literal["helper", "budget_exhausted", "fail_open", "fail_closed"]
+TypeName = Annotated[str, Field(min_length=1, max_length=64)]
+Budgets = Annotated[dict[TypeName, Budget], Field(min_length=1, max_length=9)]
 
 
 class _Request(BaseModel):
@@ -64,7 +67,16 @@ class SessionCreate(_Request):
         json_schema_extra={"examples": [{"budget": 3, "ttl_s": 3600, "horizon": 25}]},
     )
 
-    budget: Budget = Field(description="Interventions (budget units) this episode may use.")
+    budget: Budget | None = Field(
+        None,
+        description="Interventions (budget units) this episode may use; required unless the "
+        "model has several intervention types (then give budgets).",
+    )
+    budgets: Budgets | None = Field(
+        None,
+        description="Typed models: budget units per intervention type, one entry for every "
+        "type GET /v1/model lists (e.g. {\"hint\": 3, \"takeover\": 1}).",
+    )
     ttl_s: TtlS | None = Field(
         None, description="Seconds of inactivity after which the session expires (sliding)."
     )
@@ -82,6 +94,9 @@ class SessionCreated(BaseModel):
     session_id: str
     budget: int
     expires_at: float = Field(description="Unix time at which the session expires if unused.")
+    budgets: dict[str, int] | None = Field(
+        default=None, description="Typed models: the budget of every type (budget is their sum)."
+    )
 
 
 class State(_Request):
@@ -112,6 +127,10 @@ class DecisionRequest(_Request):
     remaining_budget: Budget | None = Field(
         None, description="Stateless mode: the caller's remaining budget (required there)."
     )
+    remaining_budgets: Budgets | None = Field(
+        None,
+        description="Stateless mode with a typed model: the remaining budget of every type.",
+    )
     steps_left: Steps | None = Field(None, description="Default: horizon - step.")
 
 
@@ -131,6 +150,16 @@ class DecisionResponse(BaseModel):
         default=False,
         description="The remaining budget is above the range the helper was trained on "
         "(GET /v1/model budget_range): it was decided as at the top of that range (cmax).",
+    )
+    type: str | None = Field(
+        default=None,
+        description="Typed models: the intervention type to request (null: proceed, or a "
+        "one-type model).",
+    )
+    remaining_budgets: dict[str, int] | None = Field(
+        default=None,
+        description="Typed models: the remaining budget of every type after this answer "
+        "(remaining_budget is their sum).",
     )
 
 
@@ -165,6 +194,17 @@ class SessionStatus(BaseModel):
     success: bool | None
     steps: int | None
     metadata: dict[str, MetaValue]
+    budgets: dict[str, int] | None = Field(default=None, description="Typed sessions.")
+    remaining_budgets: dict[str, int] | None = Field(default=None, description="Typed sessions.")
+
+
+class TypeInfo(BaseModel):
+    """One intervention type of a typed model."""
+
+    name: str
+    k: int = Field(description="Steps one intervention of this type covers.")
+    cost: int = Field(description="Budget units one intervention of this type costs.")
+    cmax: int = Field(description="Largest budget of this type the helper was trained on.")
 
 
 class ModelResponse(BaseModel):
@@ -185,6 +225,9 @@ class ModelResponse(BaseModel):
     threshold: float
     target_intervention_rate: float | None
     loaded_at: float
+    types: list[TypeInfo] | None = Field(
+        default=None, description="Typed models: the intervention types, in the artifact's order."
+    )
 
 
 class HealthResponse(BaseModel):

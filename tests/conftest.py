@@ -4,7 +4,8 @@
 free port for the session. ``redis_prefix``: a unique key prefix; its keys are deleted after
 the test. ``artifact_dir``: a features artifact written with the real artifact writer, whose
 helper depends on feature 0, the remaining budget and the steps left (see
-``write_test_artifact``).
+``write_test_artifact``). ``typed_artifact_dir``: a typed artifact with two intervention
+types (``write_typed_test_artifact``).
 """
 
 from __future__ import annotations
@@ -138,3 +139,48 @@ def write_test_artifact(
 @pytest.fixture
 def artifact_dir(tmp_path: Path) -> Path:
     return write_test_artifact(tmp_path / "artifact")
+
+
+TYPED_TYPES = (  # write_typed_test_artifact's intervention types
+    {"name": "a", "k": 1, "cost": 1, "cmax": 3},
+    {"name": "b", "k": 3, "cost": 1, "cmax": 1},
+)
+
+
+def write_typed_test_artifact(
+    directory: Path, artifact_id: str = "typed-v1", dim: int = 4, types: Any = TYPED_TYPES
+) -> Path:
+    """A small valid ``typed`` artifact (two types ``a``, ``b``) whose logits are linear::
+
+        proceed = -3 z0 + 3 steps_left / horizon - 0.5
+        a       = 1[c_a >= cost_a] + 0.5 min(c_a, cmax_a) / cmax_a
+        b       = 2 1[c_b >= cost_b]
+
+    (z0 as in :func:`write_test_artifact`; horizon 25). The helper picks the arg-max over the
+    affordable actions, so on ``UP`` (z0 ~ +1) it asks for ``b`` while ``b`` is affordable,
+    then ``a``, then proceeds; on ``DOWN`` it proceeds; at z0 = its training mean it proceeds
+    with many steps left and asks for help with few left.
+    """
+    rng = np.random.default_rng(0)
+    stats = FeatureStats.fit(rng.normal(size=(512, dim)))
+    w = np.zeros((dim + 5, 3), np.float32)
+    w[0, 0] = -3.0
+    w[dim + 4, 0] = 3.0  # steps_left / horizon
+    w[dim + 1, 1], w[dim, 1] = 1.0, 0.5  # a: ready, fraction of cmax
+    w[dim + 3, 2] = 2.0  # b: ready
+    mlp = MLP((w,), (np.array([-0.5, 0.0, 0.0], np.float32),))
+    first = types[0]
+    manifest = {
+        "artifact_id": artifact_id, "created_at": "2026-12-01T00:00:00Z", "kind": "typed",
+        "feature_schema": {"names": [f"f{i}" for i in range(dim)], "dim": dim},
+        "cmax": first["cmax"], "horizon": 25, "k": first["k"], "cost": first["cost"],
+        "types": [dict(t) for t in types],
+    }  # fmt: skip
+    return write_artifact(
+        directory, manifest, {HELPER_FILE: {**mlp.to_arrays(), **stats.to_arrays()}}
+    )
+
+
+@pytest.fixture
+def typed_artifact_dir(tmp_path: Path) -> Path:
+    return write_typed_test_artifact(tmp_path / "typed-artifact")

@@ -25,6 +25,7 @@ from service.budget.protocol import (
     TypedGrant,
     TypedPlan,
     TypedPlanMissError,
+    TypedRecord,
 )
 from service.errors import SessionClosedError, SessionNotFoundError
 
@@ -240,9 +241,43 @@ class MemoryBudgetStore:
                 s.put(record.request_id, entry, self._cap)
             return True
 
-    def settle_later(self, key: SessionKey, record: Record) -> None:
+    async def settle_typed(self, key: SessionKey, record: TypedRecord) -> bool:
+        """Record a degraded typed answer (the rules of settle_typed.lua)."""
+        return self._settle_typed(key, record)
+
+    def _settle_typed(self, key: SessionKey, record: TypedRecord) -> bool:
+        with self._lock:
+            try:
+                s = self._live(key)
+            except SessionNotFoundError:
+                return False
+            found = s.find(record.request_id)
+            at = _now_ms()
+            if found is not None:
+                entry = found[1]
+                if entry.grant.answer == record.answer or entry.at_ms > record.deadline_ms:
+                    return True  # settled already, or a later retry's answer: it stays
+                g = entry.grant  # the request's own late charge: refund it
+                back = tuple(
+                    c + b - a
+                    for c, b, a in zip(s.info.remainings, g.before, g.remaining, strict=True)
+                )
+                s.info = replace(s.info, remainings=back, remaining=sum(back))
+                at = entry.at_ms
+            grant = TypedGrant(0, 0, record.before, record.before, answer=record.answer)
+            entry = _Entry(0, grant, record.digest, at)
+            if found is not None:
+                found[0][record.request_id] = entry
+            else:
+                s.put(record.request_id, entry, self._cap)
+            return True
+
+    def settle_later(self, key: SessionKey, record: Record | TypedRecord) -> None:
         """Settle now: this store is always reachable."""
-        self._settle(key, record)
+        if isinstance(record, TypedRecord):
+            self._settle_typed(key, record)
+        else:
+            self._settle(key, record)
 
     async def drain(self, timeout_s: float) -> int:
         """Nothing is ever queued."""

@@ -35,6 +35,7 @@ __all__ = [
     "TypedGrant",
     "TypedPlan",
     "TypedPlanMissError",
+    "TypedRecord",
 ]
 
 
@@ -187,6 +188,21 @@ class Record:
 
 
 @dataclass(frozen=True)
+class TypedRecord:
+    """A typed answer given without the store (always fail closed: it charged nothing).
+
+    :meth:`BudgetStore.settle_typed` records it under its request id, refunding a late charge
+    of the request's own script (one that started before ``deadline_ms``), as for one type.
+    """
+
+    request_id: str
+    digest: str
+    before: tuple[int, ...]
+    answer: str
+    deadline_ms: float = 0.0
+
+
+@dataclass(frozen=True)
 class SessionInfo:
     """A read-only view of a session (``describe``)."""
 
@@ -306,7 +322,11 @@ class BudgetStore(Protocol):
         """Record a degraded answer under its request id now (settle.lua); False = no session."""
         ...
 
-    def settle_later(self, key: SessionKey, record: Record) -> None:
+    async def settle_typed(self, key: SessionKey, record: TypedRecord) -> bool:
+        """Record a degraded typed answer (settle_typed.lua); False = no session."""
+        ...
+
+    def settle_later(self, key: SessionKey, record: Record | TypedRecord) -> None:
         """Queue :meth:`settle` to run once the store answers again (never raises, never waits)."""
         ...
 

@@ -39,10 +39,9 @@ from service.budget.protocol import (
     SessionInfo,
     SessionKey,
     SessionTypesError,
-    TypedGrant,
-    TypedPlan,
-    TypedPlanMissError,
+    TypedRecord,
 )
+from service.budget.redis_typed import TypedRedisOps, ints, names
 from service.errors import BudgetStoreUnavailableError, SessionClosedError, SessionNotFoundError
 
 __all__ = ["RedisBudgetStore", "load_script", "make_client"]
@@ -83,10 +82,11 @@ def make_client(
     return Redis.from_url(url, **common)
 
 
-class RedisBudgetStore:
+class RedisBudgetStore(TypedRedisOps):
     """Budgets in Redis hashes; all mutation goes through the Lua scripts."""
 
     kind = "redis"
+    _client_errors = _CLIENT_ERRORS
 
     def __init__(
         self,
@@ -109,10 +109,11 @@ class RedisBudgetStore:
         self._settle = client.register_script(load_script("settle.lua"))
         self._session = client.register_script(load_script("session.lua"))
         self._consume_typed = client.register_script(load_script("check_and_consume_typed.lua"))
+        self._settle_typed = client.register_script(load_script("settle_typed.lua"))
         # lower bounds of (Redis clock - local clock) in ms: max over the current and last window
         self._offset: list[float | None] = [None, None]
         self._offset_epoch = 0.0
-        self._queue: collections.OrderedDict[tuple[SessionKey, str], Record] = (
+        self._queue: collections.OrderedDict[tuple[SessionKey, str], Record | TypedRecord] = (
             collections.OrderedDict()
         )
         self._failed: collections.OrderedDict[tuple[SessionKey, str], float] = (
@@ -254,74 +255,8 @@ class RedisBudgetStore:
         if status == -5:
             raise RequestIdReusedError(request_id or "")
         if status == -6:
-            raise SessionTypesError(_names(str(out[6])), ())
+            raise SessionTypesError(names(str(out[6])), ())
         return Grant(bool(granted), before, after, bool(wanted), status == 1, str(out[6]))
-
-    async def create_typed(
-        self,
-        key: SessionKey,
-        types: tuple[str, ...],
-        budgets: tuple[int, ...],
-        ttl_s: float,
-        horizon: int | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:
-        """Start a typed session (session.lua 'create' with the types and per-type budgets)."""
-        self._check_breaker(key)
-        now = time.time()
-        ttl_ms = max(int(ttl_s * 1000), 1)
-        args: list[str | int] = ["create", sum(budgets), ttl_ms, -1 if horizon is None else horizon,
-                repr(now), json.dumps(metadata or {}), ",".join(types), _vec(budgets)]  # fmt: skip
-        try:
-            await self._ready()
-            await self._session(keys=self._keys(key), args=args)
-        except _CLIENT_ERRORS as exc:
-            raise self._tripped(key, exc) from exc
-        self._healthy(key)
-        return SessionInfo(
-            sum(budgets), sum(budgets), horizon, float(ttl_s), now + ttl_s, now,
-            metadata=dict(metadata or {}), types=tuple(types), budgets=tuple(budgets),
-            remainings=tuple(budgets),
-        )  # fmt: skip
-
-    async def try_consume_typed(
-        self,
-        key: SessionKey,
-        request_id: str | None,
-        plan: TypedPlan,
-        digest: str = "-",
-    ) -> TypedGrant:
-        """One EVALSHA of check_and_consume_typed.lua (see the script for the contract)."""
-        self._check_breaker(key)
-        deadline = 0.0
-        try:
-            await self._ready()
-            deadline = await self._deadline()
-            out = await self._consume_typed(
-                keys=self._keys(key),
-                args=[request_id or "", ",".join(plan.types), _vec(plan.costs), _vec(plan.lo),
-                      _vec(plan.dims), plan.encode(), f"{deadline:.3f}", digest, self._cap,
-                      plan.answer_tail, "\n".join(plan.answers)],
-            )  # fmt: skip
-        except _CLIENT_ERRORS as exc:
-            raise self._tripped(key, exc) from exc
-        self._observe(float(out[5]), time.time() * 1000.0)
-        status = int(out[0])
-        if status == -4:
-            raise self._tripped(key, "the script started after its deadline (Redis was slow)")
-        self._healthy(key)
-        if status == -1:
-            raise SessionNotFoundError(f"session {key.session_id!r} not found or expired")
-        if status == -6:
-            raise SessionTypesError(_names(str(out[6])), plan.types)
-        if status == -3:
-            raise SessionClosedError(f"session {key.session_id!r} is closed")
-        if status == -2:
-            raise TypedPlanMissError(_ints(str(out[2])))
-        if status == -5:
-            raise RequestIdReusedError(request_id or "")
-        return TypedGrant(int(out[1]), int(out[4]), _ints(str(out[2])), _ints(str(out[3])),
-                          status == 1, str(out[6]))  # fmt: skip
 
     async def settle(self, key: SessionKey, record: Record) -> bool:
         """One EVALSHA of settle.lua; False when the session is gone."""
@@ -343,7 +278,7 @@ class RedisBudgetStore:
             while len(self._failed) > _SETTLE_QUEUE:
                 self._failed.popitem(last=False)
 
-    def settle_later(self, key: SessionKey, record: Record) -> None:
+    def settle_later(self, key: SessionKey, record: Record | TypedRecord) -> None:
         """Queue the record; a background task settles the queue once Redis answers.
 
         The record gets the deadline of the request's own failed script, if one was sent.
@@ -368,13 +303,19 @@ class RedisBudgetStore:
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                await self.settle(key, record)
+                await self._settle_any(key, record)
             except BudgetStoreUnavailableError:
                 await asyncio.sleep(max(self._cooldown_s, 0.05))
                 continue
             self._settled(key, rid, record)
 
-    def _settled(self, key: SessionKey, rid: str, record: Record) -> None:
+    async def _settle_any(self, key: SessionKey, record: Record | TypedRecord) -> None:
+        if isinstance(record, TypedRecord):
+            await self.settle_typed(key, record)
+        else:
+            await self.settle(key, record)
+
+    def _settled(self, key: SessionKey, rid: str, record: Record | TypedRecord) -> None:
         if self._queue.get((key, rid)) is record:
             del self._queue[(key, rid)]
             self._unpend(key)
@@ -387,7 +328,7 @@ class RedisBudgetStore:
     async def _settle_pending(self, key: SessionKey) -> None:
         """Settle this session's queued answers first, so a decision sees their charges."""
         for (k, rid), record in [(kr, r) for kr, r in self._queue.items() if kr[0] == key]:
-            await self.settle(k, record)
+            await self._settle_any(k, record)
             self._settled(k, rid, record)
 
     async def drain(self, timeout_s: float) -> int:
@@ -457,18 +398,6 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
-def _vec(values: tuple[int, ...]) -> str:
-    return ",".join(str(int(v)) for v in values)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",")) if text else ()
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(text.split(",")) if text else ()
-
-
 def _info(fields: dict[str, str], pttl: int) -> SessionInfo:
     horizon = int(fields.get("horizon", -1))
     now = time.time()
@@ -485,7 +414,7 @@ def _info(fields: dict[str, str], pttl: int) -> SessionInfo:
         success=None if success is None else success == "1",
         steps=None if steps is None else int(steps),
         metadata=json.loads(fields.get("metadata", "{}")),
-        types=_names(fields.get("types", "")),
-        budgets=_ints(fields.get("budgets", "")),
-        remainings=_ints(fields.get("remainings", "")),
+        types=names(fields.get("types", "")),
+        budgets=ints(fields.get("budgets", "")),
+        remainings=ints(fields.get("remainings", "")),
     )

@@ -23,6 +23,7 @@ from service.budget.protocol import (
     SessionTypesError,
     TypedPlan,
     TypedPlanMissError,
+    TypedRecord,
 )
 from service.errors import SessionClosedError
 
@@ -187,3 +188,33 @@ def test_memory_typed_store_is_atomic_under_threads() -> None:
     run(["same"] * 20)
     assert sum(not r for _, r in results) == 1 and {a for a, _ in results} == {2}
     assert asyncio.run(store.describe(A)).remainings == (3, 0)
+
+
+@pytest.mark.asyncio
+async def test_settle_typed_records_refunds_its_own_late_charge_and_keeps_a_retry(
+    store: BudgetStore,
+) -> None:
+    await store.create_typed(A, TYPES, (3, 2), ttl_s=60)
+    plan = box_plan((0, 0), (3, 2))
+    # no record yet: the degraded answer is recorded, nothing charged, a retry replays it
+    assert await store.settle_typed(A, TypedRecord("d1", "dg", (3, 2), "degraded@3,2"))
+    g = await store.try_consume_typed(A, "d1", plan, digest="dg")
+    assert g.replayed and g.answer == "degraded@3,2" and g.action == 0
+    assert (await store.describe(A)).remainings == (3, 2)
+    # the request's own script charged b (2) before its deadline; its reply was lost
+    g = await store.try_consume_typed(A, "d2", plan, digest="dg")
+    assert g.action == 2 and (await store.describe(A)).remainings == (3, 0)
+    late = TypedRecord("d2", "dg", (3, 2), "degraded@3,2", deadline_ms=1e15)
+    assert await store.settle_typed(A, late)
+    assert await store.settle_typed(A, late)  # twice: no second refund
+    d = await store.describe(A)
+    assert (d.remainings, d.remaining) == ((3, 2), 5)
+    again = await store.try_consume_typed(A, "d2", plan, digest="dg")
+    assert again.replayed and again.answer == "degraded@3,2" and again.action == 0
+    # a record written after the degraded request's deadline (a retry that got through) stays
+    g = await store.try_consume_typed(A, "d3", plan, digest="dg")
+    assert g.action == 2
+    assert await store.settle_typed(A, TypedRecord("d3", "dg", (3, 2), "degraded", deadline_ms=0))
+    assert (await store.describe(A)).remainings == (3, 0)
+    assert (await store.try_consume_typed(A, "d3", plan, digest="dg")).action == 2
+    assert not await store.settle_typed(SessionKey("tenantA", "gone"), late)

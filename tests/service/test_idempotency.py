@@ -124,6 +124,7 @@ def test_recorded_answer_text_round_trips_every_response_field() -> None:
         intervene=True, probability=0.5310396388666275, remaining_budget=7, reason="fail_open",
         model_version="m v\t1", degraded=True, novel=True, novelty_score=1e-05,
         request_id="x", budget_clipped=True,
+        type=None, remaining_budgets=None,  # one-type answers (typed: typed_decisions' text)
     )  # fmt: skip
     back = decode_answer(encode_answer(r), "x")
     assert back == r and set(r.model_fields_set) == set(DecisionResponse.model_fields)
