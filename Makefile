@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 ARTIFACT ?= $(or $(HELPSEEK_ARTIFACT),artifacts/default)
 
-.PHONY: install run serve train-default test lint bench bench-dp bench-collect bench-service bench-text up down clean
+.PHONY: install run serve train-default test test-fast lint bench bench-dp bench-collect bench-service bench-text up down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,7 +29,10 @@ train-default: install  ## (re)train the built-in default artifact
 test: install  ## install, make sure Redis (and promtool/prometheus) are here, run the whole suite
 	bash scripts/ensure-redis.sh
 	bash scripts/ensure-prometheus.sh
-	$(BIN)/python -m pytest -x -q
+	$(BIN)/python -m pytest -x
+
+test-fast: install  ## core + the in-process service (no Redis, no servers): under 30 s
+	$(BIN)/python -m pytest -x tests/core tests/service/test_api.py tests/service/test_budget_store.py -k "not redis"
 
 lint: install
 	$(BIN)/ruff check .

@@ -4,11 +4,13 @@ The model is exact (from ``env.unwrapped.P``): weak agent = epsilon-noisy optima
 expert = the optimal policy (value iteration on P(success)).
 """
 
-import gymnasium as gym
-import mdptoolbox.mdp
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
+# tests/core runs on a core-only install (numpy/scipy): these two checks need the extras
+gym = pytest.importorskip("gymnasium")
+mdptoolbox = pytest.importorskip("mdptoolbox.mdp")
 
 from helpseek_core.budgeted import solve_budgeted
 from helpseek_core.exact import evaluate_policy, model_from_policies
@@ -145,7 +147,7 @@ def test_matches_pymdptoolbox_finite_horizon(lake):
     model = model_from_policies(**arrays, horizon=horizon, k=1, cost=1)
     sol = solve_budgeted(model, CMAX)
     p, r = budget_augmented(model, CMAX)
-    fh = mdptoolbox.mdp.FiniteHorizon(p, r, 1.0, horizon)
+    fh = mdptoolbox.FiniteHorizon(p, r, 1.0, horizon)
     fh.run()
     theirs = fh.V[:-1, 0].reshape(model.n_states, CMAX + 1)
     assert np.max(np.abs(theirs - sol.value0)) < 1e-9
