@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate", "Evaluate an artifact live against every baseline"),
     "train-text": ("training.text_pipeline", "Text/LLM path: collect with texts, text PRM, DP, text helper, text artifact"),
     "export-log": ("training.export_log", "Turn the service's decision log into a step log (train/test splits) for train --log"),
+    "train-typed": ("training.typed_train", "Several intervention types: collect, typed DP, one multi-class helper, evaluate at budget vectors, typed artifact"),
     "check-env": ("training.check_env", "Check an --env adapter (built-in or plug-in) against the protocol"),
 }
 # fmt: on

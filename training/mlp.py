@@ -3,6 +3,8 @@
 Used for the feature PRM (inputs ``[normalised features, action]``, label = episode success)
 and reusable for the Phase III helper (inputs from ``helpseek_core.helper.encode_inputs``,
 label = the DP's optimal action). Training is deterministic for a given ``seed`` on CPU.
+:func:`fit_mlp_classes` is the multi-class variant (cross-entropy over the 1 + m actions of
+the typed helper, :mod:`training.typed_phase`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tqdm import tqdm
 
 from helpseek_core.helper import MLP
 
-__all__ = ["class_weights", "fit_mlp", "to_core_mlp"]
+__all__ = ["class_weights", "fit_mlp", "fit_mlp_classes", "to_core_mlp"]
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -29,13 +31,13 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     return np.where(y, n / (2.0 * pos), n / (2.0 * (n - pos)))
 
 
-def _network(in_dim: int, hidden: Sequence[int]) -> nn.Sequential:
+def _network(in_dim: int, hidden: Sequence[int], outputs: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
-    layers.append(nn.Linear(width, 1))
+    layers.append(nn.Linear(width, outputs))
     return nn.Sequential(*layers)
 
 
@@ -127,3 +129,62 @@ def _train(
         bar.set_postfix(loss=f"{total / n:.4f}")
     net.eval()
     return to_core_mlp(net)
+
+
+def fit_mlp_classes(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    sample_weight: np.ndarray | None = None,
+    *,
+    hidden: Sequence[int] = (128, 128),
+    epochs: int = 30,
+    lr: float = 3e-3,
+    batch_size: int = 512,
+    seed: int = 0,
+    progress: bool = True,
+    threads: int | None = 1,
+) -> MLP:
+    """Fit a ReLU MLP with (weighted) cross-entropy over ``n_classes`` logits; core's MLP.
+
+    ``x`` (N, D) finite inputs, ``y`` (N,) integer classes in [0, n_classes), ``sample_weight``
+    (N,) non-negative (normalised to mean 1). Adam, shuffled minibatches, fixed epochs.
+    """
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).reshape(-1)
+    if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"fit_mlp_classes: need x (N, D) and y (N,), got {x.shape} and {y.shape}")
+    if n_classes < 2 or not np.all(np.isfinite(x)) or np.any((y < 0) | (y >= n_classes)):
+        raise ValueError(f"fit_mlp_classes: x must be finite and y in 0..{n_classes - 1}")
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if w.shape != y.shape or np.any(w < 0):
+        raise ValueError("fit_mlp_classes: sample_weight must be (N,) and non-negative")
+    w = w * (len(w) / max(w.sum(), 1e-12))
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        net = _network(x.shape[1], hidden, n_classes)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        loss_fn = nn.CrossEntropyLoss(reduction="none")
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+        wt = torch.from_numpy(w.astype(np.float32))
+        n = len(y)
+        bar = tqdm(range(epochs), desc="fit_mlp_classes", unit="epoch", disable=not progress)
+        for _ in bar:
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for i in range(0, n, batch_size):
+                idx = perm[i : i + batch_size]
+                loss = (loss_fn(net(xt[idx]), yt[idx]) * wt[idx]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        net.eval()
+        return to_core_mlp(net)
+    finally:
+        torch.set_num_threads(previous)

@@ -5,6 +5,13 @@ any policy: pass ``decide`` as a callback that sees a :class:`DecisionContext` a
 whether to intervene. Each decision point yields one step-log row (DESIGN.md §3): a proceed
 row covers one env step, an intervene row covers the whole k-step macro action (fewer steps
 if the episode ends first) and charges ``cost`` budget units.
+
+Several intervention types (``rungs``): each :class:`Rung` has its own k, cost, budget and
+actor (the expert, or the expert with ``expert_eps`` uniform noise). ``decide`` then returns
+an int (0 proceed, i = type i; ``True`` still means type 1), the context carries every type's
+remaining budget, and each intervene row logs its 0-based ``intervention_type``. Random
+collection intervenes with probability p and picks the type uniformly among the affordable
+ones. Without ``rungs`` the runner is exactly the one-type runner above.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ __all__ = [
     "DecisionContext",
     "Decide",
     "EpisodeResult",
+    "Rung",
     "episode_rng",
     "episodes_to_steplog",
     "run_episode",
@@ -30,7 +38,10 @@ __all__ = [
 class DecisionContext:
     """What a policy sees at a decision point. ``text`` is rendered only when read."""
 
-    __slots__ = ("_adapter", "features", "remaining_budget", "state_key", "steps_left", "t")
+    __slots__ = (
+        "_adapter", "features", "remaining_budget", "remaining_per_type", "state_key",
+        "steps_left", "t",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -40,6 +51,7 @@ class DecisionContext:
         remaining_budget: int | None,
         features: np.ndarray,
         state_key: int,
+        remaining_per_type: tuple[int | None, ...] | None = None,
     ) -> None:
         self._adapter = adapter
         self.t = t  # env step at the decision point
@@ -47,6 +59,7 @@ class DecisionContext:
         self.remaining_budget = remaining_budget  # None when the budget is unlimited
         self.features = features  # (F,) float32
         self.state_key = state_key  # stable int64
+        self.remaining_per_type = remaining_per_type  # (m,) with several types, else None
 
     @property
     def text(self) -> str:
@@ -55,6 +68,22 @@ class DecisionContext:
 
 
 Decide = Callable[[DecisionContext], bool]
+"""A policy: the context -> intervene (bool) or, with several types, the action (int)."""
+
+N_RANDOM_ACTIONS = 6  # a noisy expert's uniform actions when the adapter has no n_actions
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One intervention type as the runner plays it: k steps of a (possibly noisy) expert."""
+
+    k: int = 1  # env steps per intervention
+    cost: int = 1  # units of this type's own budget per intervention
+    expert_eps: float = 0.0  # each of its steps is a uniform random action with this probability
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.cost < 0 or not 0.0 <= self.expert_eps <= 1.0:
+            raise ValueError(f"Rung: need k >= 1, cost >= 0 and 0 <= expert_eps <= 1, got {self}")
 
 
 @dataclass(eq=False)
@@ -78,6 +107,8 @@ class EpisodeResult:
     next_state_key: list[int] = field(default_factory=list)
     behavior_p: list[float] = field(default_factory=list)
     intervention_type: int = 0
+    types: list[int] | None = None  # per row, with several types (else ``intervention_type``)
+    by_type: list[int] | None = None  # (m,) interventions of each type, with several types
 
     def __len__(self) -> int:
         return len(self.t)
@@ -107,6 +138,8 @@ def run_episode(
     dynamics_seed: int | None = None,
     episode_id: int = 0,
     record_text: bool = False,
+    rungs: Sequence[Rung] | None = None,
+    budgets: Sequence[int | None] | None = None,
 ) -> EpisodeResult:
     """Run one episode of task ``seed`` and return its rows and outcome.
 
@@ -115,7 +148,14 @@ def run_episode(
     records the decision taken, 0 or 1). With a ``budget``, a decision point whose remaining
     budget is below ``cost`` proceeds without asking. ``rng`` drives the weak agent's noise and
     the random interventions; ``dynamics_seed`` the environment's own transitions.
+
+    ``rungs`` (several intervention types, module docstring) replace ``k``, ``cost``,
+    ``budget`` and ``intervention_type``; ``budgets`` holds one budget per rung (None:
+    unlimited). An action whose type the remaining budget cannot pay for proceeds.
     """
+    if rungs is not None:
+        return _run_typed(adapter, seed, decide, rng, list(rungs), budgets, dynamics_seed,
+                          episode_id, record_text)  # fmt: skip
     if k < 1 or cost < 0:
         raise ValueError(f"run_episode: need k >= 1 and cost >= 0, got k={k}, cost={cost}")
     adapter.reset(seed, dynamics_seed)
@@ -169,6 +209,95 @@ def run_episode(
             return ep
 
 
+def _run_typed(
+    adapter: EnvAdapter,
+    seed: int,
+    decide: Decide | float,
+    rng: np.random.Generator,
+    rungs: list[Rung],
+    budgets: Sequence[int | None] | None,
+    dynamics_seed: int | None,
+    episode_id: int,
+    record_text: bool,
+) -> EpisodeResult:
+    """:func:`run_episode` with several intervention types (see its docstring)."""
+    m = len(rungs)
+    if not rungs:
+        raise ValueError("run_episode: rungs must hold at least one intervention type")
+    remaining = [None] * m if budgets is None else list(budgets)
+    if len(remaining) != m:
+        raise ValueError(f"run_episode: need one budget per rung ({m}), got {len(remaining)}")
+    n_random = int(getattr(adapter, "n_actions", N_RANDOM_ACTIONS))
+    adapter.reset(seed, dynamics_seed)
+    horizon = adapter.horizon
+    ep = EpisodeResult(int(episode_id), int(seed), types=[], by_type=[0] * m)
+    if record_text:
+        ep.text = []
+    t = 0
+    while True:
+        key = adapter.state_key()
+        feats = adapter.features()
+        if ep.text is not None:
+            ep.text.append(adapter.text())
+        afford = [i for i, r in enumerate(rungs) if remaining[i] is None or remaining[i] >= r.cost]
+        action, prop = 0, 0.0
+        if not afford:
+            pass  # nothing left to ask for: proceed without asking
+        elif callable(decide):
+            ctx = DecisionContext(adapter, t, horizon - t, None, feats, key, tuple(remaining))
+            action = int(decide(ctx))  # True -> 1
+            if not 0 <= action <= m:
+                raise ValueError(f"run_episode: decide returned {action}, expected 0..{m}")
+            if action and action - 1 not in afford:
+                action = 0  # the budget cannot pay for it: proceed
+            prop = float(action > 0)
+        else:
+            prop = float(decide)
+            if rng.random() < prop:
+                pick = int(rng.integers(len(afford))) if len(afford) > 1 else 0
+                action = afford[pick] + 1
+        if action:
+            rung = rungs[action - 1]
+            dur = 0
+            for _ in range(rung.k):
+                a = adapter.expert_action()
+                if rung.expert_eps > 0 and rng.random() < rung.expert_eps:
+                    a = int(rng.integers(n_random))
+                res = adapter.step(a)
+                dur += 1
+                if res.terminated or res.truncated:
+                    break
+            ep.interventions += 1
+            ep.by_type[action - 1] += 1  # type: ignore[index]
+            ep.expert_steps += dur
+            if remaining[action - 1] is not None:
+                remaining[action - 1] -= rung.cost  # type: ignore[operator]
+        else:
+            res = adapter.step(adapter.weak_action(rng))
+            dur = 1
+        ep.t.append(t)
+        ep.state_key.append(key)
+        ep.features.append(feats)
+        ep.action.append(int(action > 0))
+        ep.types.append(action - 1 if action else 0)  # type: ignore[union-attr]
+        ep.cost.append(rungs[action - 1].cost if action else 0)
+        ep.duration.append(dur)
+        ep.next_state_key.append(adapter.state_key())
+        ep.behavior_p.append(prop)
+        t += dur
+        if res.terminated or res.truncated:
+            ep.success = bool(res.terminated and res.success)
+            ep.truncated = bool(res.truncated and not res.terminated)
+            ep.steps = t
+            return ep
+
+
+def _types(ep: EpisodeResult) -> np.ndarray:
+    """(rows,) int8 intervention type per row: the per-row list, else the episode's one type."""
+    types = ep.types if ep.types is not None else [ep.intervention_type] * len(ep)
+    return np.asarray(types, np.int8)
+
+
 def episodes_to_steplog(episodes: Sequence[EpisodeResult], n_features: int) -> StepLog:
     """Stack episodes into one :class:`StepLog` (text kept only if every episode has it)."""
     lens = np.array([len(e) for e in episodes], dtype=np.int64)
@@ -196,7 +325,7 @@ def episodes_to_steplog(episodes: Sequence[EpisodeResult], n_features: int) -> S
         state_key=cat("state_key", np.int64),
         features=feats,
         action=cat("action", np.int8),
-        intervention_type=rep([e.intervention_type for e in episodes], np.int8),
+        intervention_type=np.concatenate([_types(e) for e in episodes] or [np.zeros(0, np.int8)]),
         cost=cat("cost", np.int16),
         duration=cat("duration", np.int16),
         next_state_key=cat("next_state_key", np.int64),
