@@ -12,7 +12,6 @@ file from a PyPI package, ``local_files_only=True`` is passed and ``HF_HUB_OFFLI
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -20,13 +19,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from helpseek_text.config import TextModelConfig
-from helpseek_text.errors import ModelNotInstalledError, TextInputError
 from helpseek_text.models import (
     MINILM_PACKAGE,
     SMOLLM2_PACKAGE,
     minilm_dir,
     package_version,
     smollm2_gguf,
+)
+from helpseek_text.tokens import (
+    check_texts,
+    import_torch_transformers,
+    l2_normalise,
+    load_smollm2_tokenizer,
+    tokenize,
 )
 
 __all__ = [
@@ -55,38 +60,6 @@ class Encoder(Protocol):
         ...
 
 
-def check_texts(texts: Sequence[str], where: str = "texts") -> list[str]:
-    """Validate a batch of texts (a list of non-empty strings) and return it as a list."""
-    if isinstance(texts, str):
-        raise TextInputError(f"{where}: expected a list of strings, got one string")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str) or not t.strip():
-            raise TextInputError(f"{where}[{i}]: must be a non-empty string")
-    return out
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (float32); an all-zero row stays zero."""
-    x = np.asarray(x, np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
-
-
-def _import_torch_transformers(package: str) -> tuple[Any, Any]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:  # pragma: no cover - the llm extra is installed here
-        raise ModelNotInstalledError(
-            f"the {package!r} backend needs torch and transformers: install the `llm` extra "
-            f"(`pip install 'helpseek[llm]'`) ({exc})"
-        ) from exc
-    return torch, transformers
-
-
 def _length_chunks(lengths: Sequence[int], size: int) -> list[np.ndarray]:
     order = np.argsort(np.asarray(lengths), kind="stable")
     return [order[i : i + size] for i in range(0, len(order), size)]
@@ -99,7 +72,7 @@ class EmbedEncoder:
 
     def __init__(self, config: TextModelConfig) -> None:
         path = minilm_dir(config.model_path)
-        self._torch, transformers = _import_torch_transformers(MINILM_PACKAGE)
+        self._torch, transformers = import_torch_transformers(MINILM_PACKAGE)
         if config.num_threads is not None:
             self._torch.set_num_threads(config.num_threads)
         self.config = config
@@ -136,25 +109,6 @@ class EmbedEncoder:
         return l2_normalise(out)
 
 
-def load_smollm2_tokenizer(config: TextModelConfig) -> Any:
-    """Load the SmolLM2 tokenizer from the GGUF file (shared by ``lm`` and ``vllm``: same tokens)."""
-    gguf = smollm2_gguf(config.model_path)
-    _, transformers = _import_torch_transformers(SMOLLM2_PACKAGE)
-    tok = transformers.AutoTokenizer.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, local_files_only=True
-    )
-    tok.padding_side = "right"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, truncated to ``max_length`` (the exact ids every SmolLM2 path uses)."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-    return [list(map(int, ids)) for ids in enc["input_ids"]]
-
-
 _CAUSAL_LMS: dict[str, Any] = {}
 _CAUSAL_LMS_LOCK = threading.Lock()
 
@@ -166,7 +120,7 @@ def load_smollm2_causal_lm(config: TextModelConfig) -> Any:
     (its next-token head), so a process that uses both pays the ~15 s load once.
     """
     gguf = smollm2_gguf(config.model_path)
-    torch, transformers = _import_torch_transformers(SMOLLM2_PACKAGE)
+    torch, transformers = import_torch_transformers(SMOLLM2_PACKAGE)
     with _CAUSAL_LMS_LOCK:
         if str(gguf) not in _CAUSAL_LMS:
             model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -183,7 +137,7 @@ class LMEncoder:
     family = "smollm2"
 
     def __init__(self, config: TextModelConfig) -> None:
-        self._torch, _ = _import_torch_transformers(SMOLLM2_PACKAGE)
+        self._torch, _ = import_torch_transformers(SMOLLM2_PACKAGE)
         if config.num_threads is not None:
             self._torch.set_num_threads(config.num_threads)
         self.config = config

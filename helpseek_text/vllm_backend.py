@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from helpseek_text.config import TextModelConfig
-from helpseek_text.encoders import check_texts, l2_normalise, load_smollm2_tokenizer, tokenize
 from helpseek_text.errors import BackendUnavailableError, ModelNotInstalledError
 from helpseek_text.models import SMOLLM2_PACKAGE, package_version, smollm2_gguf
+from helpseek_text.tokens import check_texts, l2_normalise, load_smollm2_tokenizer, tokenize
 
 __all__ = ["EXPORT_MARKER", "VLLMEncoder", "default_checkpoint_dir", "export_hf_checkpoint"]
 
