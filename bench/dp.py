@@ -1,6 +1,7 @@
 """Exact budgeted DP: solve time, peak memory and throughput vs transitions, Cmax and H.
 
     python bench/dp.py [--quick] [--json] [--repeat 2]
+    python bench/dp.py --typed [--repeat 2]     # 2 intervention types, Cmax 5 each, 1M transitions
 
 Throughput = distinct transitions (nnz of P0 + P1) x (Cmax + 1) x H / seconds. Each model is
 a random sparse MDP: S states, ``d`` successors per (state, action) plus success / failure
@@ -191,6 +192,27 @@ def cases(quick: bool) -> list[tuple[int, int, int, bool]]:
     ]
 
 
+def typed_case(nnz: int = 1_000_000, cmax: int = 5, horizon: int = 200) -> dict:
+    """``solve_typed`` with 2 types on the bench model: type a = its expert with k = 1, type b =
+    the same expert for k = 3 steps (same proceed dynamics, so the transitions stay ``nnz``);
+    beside it ``solve_budgeted`` on one type over the same number of budget cells."""
+    from dataclasses import replace
+
+    from helpseek_core.typed import TypedModel, solve_typed
+
+    model = random_model(nnz, horizon)
+    typed = TypedModel((model, replace(model, k=3)), ("a", "b"))
+    t2, sol = timed(lambda: solve_typed(typed, [cmax, cmax]))
+    cells = (cmax + 1) ** 2
+    t1, _ = timed(lambda: solve_budgeted(model, cells - 1))
+    return {
+        "nnz": model.trans[0].nnz + model.trans[1].nnz, "states": model.n_states, "H": horizon,
+        "cmax": [cmax, cmax], "typed_s": round(t2, 3), "one_type_same_cells_s": round(t1, 3),
+        "success_at_cmax": float(sol.success[cmax, cmax]),  # type: ignore[attr-defined]
+        "peak_mb": round(peak_mb(lambda: solve_typed(typed, [cmax, cmax])), 1),
+    }  # fmt: skip
+
+
 def fmt(x: float) -> str:
     return f"{x:.2e}"
 
@@ -200,10 +222,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="three small cases")
     parser.add_argument("--json", action="store_true", help="print one JSON object, no table")
     parser.add_argument("--repeat", type=int, default=2, help="runs per timing; the best counts")
+    parser.add_argument("--typed", action="store_true", help="2 types, Cmax 5 each, 1M transitions")
     ns = parser.parse_args()
     global REPEATS
     REPEATS = max(1, ns.repeat)
     load_before = round(os.getloadavg()[0], 2)
+    if ns.typed:
+        row = typed_case()
+        load = {"load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2)}
+        print(json.dumps({**row, **load, "repeats": REPEATS, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}))
+        return
     rows = []
     for nnz, cmax, horizon, toolbox in cases(ns.quick):
         row = run_case(nnz, cmax, horizon, toolbox, with_memory=True)

@@ -142,3 +142,16 @@ def test_train_typed_end_to_end_writes_a_loadable_typed_artifact(tmp_path):
         assert all(sum(c["violations"]) == 0 for c in cells)
     assert report["oracle_kind"] == "exact" and len(report["summary"]) == 2
     assert (out / "report" / "success_vs_cost.png").stat().st_size > 0
+
+
+def test_fit_mlp_classes_learns_three_classes_and_refuses_bad_labels():
+    from training.mlp import fit_mlp_classes
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 2)).astype(np.float32)
+    y = np.where(x[:, 0] < -0.5, 0, np.where(x[:, 1] > 0, 1, 2))  # three regions
+    mlp = fit_mlp_classes(x, y, 3, hidden=(16,), epochs=40, batch_size=64, progress=False)
+    assert mlp.outputs == 3
+    assert np.mean(np.argmax(mlp.forward(x), axis=1) == y) > 0.95
+    with pytest.raises(ValueError, match="y in 0..2"):
+        fit_mlp_classes(x, np.full(600, 3), 3, progress=False)
