@@ -148,7 +148,12 @@ TYPED_TYPES = (  # write_typed_test_artifact's intervention types
 
 
 def write_typed_test_artifact(
-    directory: Path, artifact_id: str = "typed-v1", dim: int = 4, types: Any = TYPED_TYPES
+    directory: Path,
+    artifact_id: str = "typed-v1",
+    dim: int = 4,
+    types: Any = TYPED_TYPES,
+    feature_names: list[str] | None = None,
+    horizon: int = 25,
 ) -> Path:
     """A small valid ``typed`` artifact (two types ``a``, ``b``) whose logits are linear::
 
@@ -156,7 +161,7 @@ def write_typed_test_artifact(
         a       = 1[c_a >= cost_a] + 0.5 min(c_a, cmax_a) / cmax_a
         b       = 2 1[c_b >= cost_b]
 
-    (z0 as in :func:`write_test_artifact`; horizon 25). The helper picks the arg-max over the
+    (z0 as in :func:`write_test_artifact`; horizon 25 by default). The helper picks the arg-max over the
     affordable actions, so on ``UP`` (z0 ~ +1) it asks for ``b`` while ``b`` is affordable,
     then ``a``, then proceeds; on ``DOWN`` it proceeds; at z0 = its training mean it proceeds
     with many steps left and asks for help with few left.
@@ -172,8 +177,8 @@ def write_typed_test_artifact(
     first = types[0]
     manifest = {
         "artifact_id": artifact_id, "created_at": "2026-12-01T00:00:00Z", "kind": "typed",
-        "feature_schema": {"names": [f"f{i}" for i in range(dim)], "dim": dim},
-        "cmax": first["cmax"], "horizon": 25, "k": first["k"], "cost": first["cost"],
+        "feature_schema": {"names": feature_names or [f"f{i}" for i in range(dim)], "dim": dim},
+        "cmax": first["cmax"], "horizon": horizon, "k": first["k"], "cost": first["cost"],
         "types": [dict(t) for t in types],
     }  # fmt: skip
     return write_artifact(

@@ -56,12 +56,20 @@ def test_two_workers_64_concurrent_typed_decisions_never_overspend_a_type(
             *(c.post("/v1/should_intervene", json={**body, "request_id": f"t{n}-{i % 64}"})
               for i in range(128))
         )  # fmt: skip
-        assert [r.content for r in retries] == [rs[i % 64].content for i in range(128)]
+        # both retries of an id agree (the recorded answer); a non-degraded first answer is it.
+        # A degraded first answer is recorded once Redis answers, unless a retry got there
+        # first and recorded its own (docs/service.md): at most one charge per id either way.
+        assert [r.content for r in retries[:64]] == [r.content for r in retries[64:]]
+        for first, again in zip(rs, retries[:64], strict=True):
+            if not first.json()["degraded"]:
+                assert again.content == first.content
         got = Counter(r.json()["type"] for r in rs)
         got["degraded"] = sum(r.json()["degraded"] for r in rs)
+        final = Counter(r.json()["type"] for r in retries[:64])
         assert all(r.json()["intervene"] == (r.json()["type"] is not None) for r in rs)
+        assert final["a"] <= 3 and final["b"] <= 1, final
         st = (await c.get(f"/v1/sessions/{sid}")).json()
-        assert st["remaining_budgets"] == {"a": 3 - got["a"], "b": 1 - got["b"]}  # what was used
+        assert st["remaining_budgets"] == {"a": 3 - final["a"], "b": 1 - final["b"]}  # used
         return got
 
     async def drive() -> tuple[list[Counter[str | None]], str]:
@@ -76,6 +84,8 @@ def test_two_workers_64_concurrent_typed_decisions_never_overspend_a_type(
         assert got["a"] <= 3 and got["b"] <= 1, got
         if not got["degraded"]:  # a loaded host may time out a script: that answer proceeds
             assert (got["a"], got["b"], got[None]) == (3, 1, 60), got
+    if any(g["degraded"] for g in counts):
+        return  # fresh answers to retries are counted too: the exact totals below need none
     a, b = sum(g["a"] for g in counts), sum(g["b"] for g in counts)
     # multiprocess metrics carry the type label; both workers' counts add up
     assert metric(text, "helpseek_decisions_by_type_total", type="a") == a
