@@ -65,7 +65,10 @@ def _plot(metrics: dict[str, Any], path: Path) -> None:
             [c["success"] - c["ci"][0] for c in cells],
             [c["ci"][1] - c["success"] for c in cells],
         ]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, linestyle="none", label=name)
+        bar = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, linestyle="none", label=name)
+        for c, xi, yi in zip(cells, x, y, strict=True):
+            ax.annotate("/".join(map(str, c["budgets"])), (xi, yi), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points", color=bar.lines[0].get_color())  # fmt: skip
     nv = metrics["never"]
     ax.axhline(nv["success"], color="grey", linestyle=":", label="never")
     ax.set_xlabel("total cost spent per episode (budget units)")
