@@ -10,17 +10,19 @@ local Ray started for the run, or an existing cluster at ``--ray-address`` or, u
 ``RAY_ADDRESS`` (e.g. ``127.0.0.1:6379`` or ``ray://head:10001``). On Ray, the content of any plug-in ``.py`` file
 the spec loads travels with each task (workers need helpseek installed, not the file), each
 worker returns its shard's bytes and the driver writes them, so the output folder need not
-be shared; a task whose worker dies is retried (``max_retries``), and a re-run after the
-driver dies skips every shard already written.
+be shared; a task whose worker dies is retried (``max_retries``), one that stalls (a frozen
+node) is resubmitted, and a re-run after the driver dies skips every shard already written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +43,7 @@ from training.steplog_io import META_KEY, StepLogError, write_manifest, write_st
 
 __all__ = [
     "RAY_MAX_RETRIES",
+    "RAY_STRAGGLER",
     "ShardTask",
     "add_arguments",
     "collect_shard",
@@ -52,6 +55,8 @@ __all__ = [
 
 ShardTask = dict[str, Any]
 RAY_MAX_RETRIES = 3  # a Ray task whose worker process dies is run again up to this many times
+# a Ray shard running longer than max(5 x the median shard time, 10 s) is resubmitted
+RAY_STRAGGLER = (5.0, 10.0)
 _ADAPTERS: dict[str, EnvAdapter] = {}  # per-process cache: building an adapter runs VI / imports
 
 
@@ -182,27 +187,71 @@ def _run_ray(tasks: list[ShardTask], workers: int, address: str | None) -> Itera
     elif started:
         ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
-        sources = plugin_sources(spec_files(tasks[0]["env"])) if tasks else {}
-        shipped = ray.put(sources)
-        remote = ray.remote(max_retries=RAY_MAX_RETRIES)(collect_shard_bytes)
-        pending = {remote.remote(t, shipped): t for t in tasks}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            task = pending.pop(done[0])
-            try:
-                summary, content = ray.get(done[0])
-            except ray.exceptions.RayTaskError as exc:  # the shard itself raised
-                raise ChildProcessError(f"shard {task['name']} failed: {exc.cause!r}") from exc
-            except ray.exceptions.RayError as exc:  # worker / node lost beyond the retries
-                reason = str(exc).strip().splitlines()[0]
-                raise ChildProcessError(
-                    f"shard {task['name']} lost after {RAY_MAX_RETRIES} retries ({reason})"
-                ) from exc
-            _write_atomic(Path(task["path"]), content)
-            yield summary
+        yield from _ray_shards(ray, tasks, workers)
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_shards(ray: Any, tasks: list[ShardTask], workers: int) -> Iterable[dict[str, Any]]:
+    """Keep one shard in flight per cluster CPU; resubmit stragglers; write shards as they land.
+
+    Ray reruns a task whose worker process dies, but not one whose node stops answering
+    (a frozen machine: the node is declared dead, the task's reply never comes). So a shard
+    running longer than :data:`RAY_STRAGGLER` (a multiple of the median shard time, with a
+    floor) is cancelled and submitted again, at most ``RAY_MAX_RETRIES`` times.
+    """
+    sources = plugin_sources(spec_files(tasks[0]["env"])) if tasks else {}
+    shipped = ray.put(sources)
+    remote = ray.remote(max_retries=RAY_MAX_RETRIES)(collect_shard_bytes)
+    queue = list(tasks)
+    pending: dict[Any, tuple[ShardTask, float]] = {}  # ref -> (task, submitted at)
+    resubmits: dict[str, int] = {}
+    took: list[float] = []
+    stalls = 0
+
+    def submit(task: ShardTask) -> None:
+        # after a stall, a new scheduling class (a hair less CPU): the owner's lease requests
+        # for the old one may be stuck on the node that stopped answering
+        fn = remote.options(num_cpus=1 - 1e-3 * stalls) if stalls else remote
+        pending[fn.remote(task, shipped)] = (task, time.monotonic())
+
+    while queue or pending:
+        slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
+        while queue and len(pending) < slots:
+            submit(queue.pop(0))
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        if not done:
+            factor, floor = RAY_STRAGGLER
+            limit = max(factor * statistics.median(took), floor) if took else float("inf")
+            for ref, (task, since) in list(pending.items()):
+                if time.monotonic() - since <= limit:
+                    continue
+                resubmits[task["name"]] = resubmits.get(task["name"], 0) + 1
+                if resubmits[task["name"]] > RAY_MAX_RETRIES:
+                    raise ChildProcessError(
+                        f"shard {task['name']} stalled {RAY_MAX_RETRIES + 1} times "
+                        f"(> {limit:.0f} s each)"
+                    )
+                del pending[ref]
+                with contextlib.suppress(Exception):  # best effort: its node may be gone
+                    ray.cancel(ref, force=True)
+                stalls += 1
+                submit(task)
+            continue
+        task, since = pending.pop(done[0])
+        try:
+            summary, content = ray.get(done[0])
+        except ray.exceptions.RayTaskError as exc:  # the shard itself raised
+            raise ChildProcessError(f"shard {task['name']} failed: {exc.cause!r}") from exc
+        except ray.exceptions.RayError as exc:  # worker / node lost beyond the retries
+            reason = str(exc).strip().splitlines()[0]
+            raise ChildProcessError(
+                f"shard {task['name']} lost after {RAY_MAX_RETRIES} retries ({reason})"
+            ) from exc
+        took.append(time.monotonic() - since)
+        _write_atomic(Path(task["path"]), content)
+        yield summary
 
 
 def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:

@@ -150,7 +150,8 @@ def test_ray_backend_matches_process_backend(
     assert json.loads((out / "manifest.json").read_text())["last_run"]["backend"] == "ray"
 
 
-# A plug-in that wraps any spec: it records where each episode ran (one file per Ray node),
+# A plug-in that wraps any spec: it records where each episode ran (a file per Ray node, a line
+# per episode),
 # dies once (os._exit) on one task seed, and can be slow. Used by the Ray cluster tests too.
 WATCHED = """
 import os
@@ -172,7 +173,8 @@ class Watched:
         import ray
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
-        (self._folder / f"node-{node}").touch()
+        with open(self._folder / f"node-{node}", "a") as seen:  # one line per episode
+            seen.write(f"{seed}\\n")
         if seed == self._die_on and not (self._folder / "died").exists():
             (self._folder / "died").touch()
             os._exit(3)

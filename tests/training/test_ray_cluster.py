@@ -12,6 +12,7 @@ left in ``~/.ray`` cannot make the nodes and the driver disagree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.training.test_collect import WATCHED, assert_same_log
@@ -73,6 +75,9 @@ def cluster() -> Iterator[dict[str, str]]:
     temp = tempfile.mkdtemp(prefix="hsray", dir="/tmp")  # short: Ray's socket paths
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
+    # a frozen node is declared dead after ~3 missed 1 s health checks, not Ray's default ~30 s
+    env.update(RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",
+               RAY_health_check_failure_threshold="3")  # fmt: skip
     ports = _free_ports(14)
     address = f"127.0.0.1:{ports[0]}"
     common = ["--block", "--num-cpus", "1", "--disable-usage-stats"]
@@ -99,9 +104,12 @@ def cluster() -> Iterator[dict[str, str]]:
                             raise RuntimeError((Path(temp) / "node0.log").read_text()) from None
                         time.sleep(0.3)
         _wait_for_nodes(address, 2, env)
-        yield {**env, "RAY_ADDRESS": address}
+        yield {**env, "RAY_ADDRESS": address, "NODE2_PID": str(procs[1].pid)}
     finally:
         for p in reversed(procs):
+            with contextlib.suppress(psutil.Error):  # a node a test froze takes SIGTERM again
+                for proc in [psutil.Process(p.pid), *psutil.Process(p.pid).children(True)]:
+                    proc.send_signal(signal.SIGCONT)
             p.terminate()  # ray start --block shuts its own node down on SIGTERM
         for p in procs:
             try:
@@ -132,8 +140,7 @@ def _collect(
 ) -> subprocess.Popen[str]:
     """``helpseek collect --backend ray``: the cluster from RAY_ADDRESS, or ``--ray-address``."""
     where = ["--ray-address", env["RAY_ADDRESS"]] if flag else []
-    if flag:
-        env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in env.items() if k != "NODE2_PID" and not (flag and k == "RAY_ADDRESS")}
     return subprocess.Popen(
         [str(BIN / "helpseek"), "collect", "--env", spec, "--out", out, *SEEDS,
          "--backend", "ray", *where, "--no-progress"],
@@ -188,3 +195,30 @@ def test_a_dead_ray_worker_is_retried_and_a_killed_driver_resumes(
     done = int(stdout.split(" already done")[0].rsplit(", ", 1)[1])
     assert done >= written, stdout
     assert_same_log(read_steplog(user_folder / "log2")[0], reference)
+
+
+def test_a_frozen_node_is_declared_dead_and_its_shards_rerun_elsewhere(
+    cluster: dict[str, str], user_folder: Path
+) -> None:
+    """SIGSTOP the second node (raylet and its workers) mid-run: a slow fault, not a crash.
+
+    Runs last: the frozen node stays dead for the rest of this module's cluster.
+    """
+    marks = user_folder / "marks"
+    slow = f"watched.py:inner={user_folder}/my_adapter.py,folder={marks},delay=0.1"
+    run = _collect(user_folder, cluster, slow, "log")
+    deadline = time.time() + 120
+    while len(list(marks.glob("node-*"))) < 2:  # both nodes are running shards
+        assert time.time() < deadline and run.poll() is None, run.communicate()[1]
+        time.sleep(0.05)
+    node = psutil.Process(int(cluster["NODE2_PID"]))
+    for proc in [node, *node.children(recursive=True)]:  # raylet, its workers (own groups too)
+        proc.send_signal(signal.SIGSTOP)
+    stdout, stderr = run.communicate(timeout=240)
+    assert run.returncode == 0, stderr
+    manifest = json.loads((user_folder / "log" / "manifest.json").read_text())
+    assert manifest["last_run"]["shards_run"] == 10
+    # the shard the frozen node was running was run again on the other node
+    seeds = [set(p.read_text().split()) for p in marks.glob("node-*")]
+    assert len(seeds) == 2 and seeds[0] & seeds[1], seeds
+    assert_same_log(read_steplog(user_folder / "log")[0], read_steplog(_reference(user_folder))[0])
