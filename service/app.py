@@ -38,6 +38,7 @@ from service.instrumented import InstrumentedStore
 from service.metrics import Metrics
 from service.model_holder import ModelHolder, Scorer, target_intervention_rate
 from service.settings import Settings
+from service.typed_scorer import TypedScorer, tighten_typed_schema
 
 __all__ = ["create_app"]
 
@@ -178,6 +179,8 @@ def tighten_decision_schema(components: dict[str, Any], scorer: Scorer) -> None:
         create["required"] = sorted({*create.get("required", []), "budget"})
         create["properties"]["budget"] = {**budget, "anyOf": not_null or [{"type": "integer"}]}
         create["not"] = {"required": ["budgets"], "properties": {"budgets": {"type": "object"}}}
+    if isinstance(scorer, TypedScorer):  # budgets per type, features only
+        tighten_typed_schema(components, scorer)
 
 
 def decision_examples(scorer: Scorer) -> list[dict[str, Any]]:

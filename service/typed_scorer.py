@@ -26,7 +26,7 @@ from helpseek_core.errors import InputError
 from helpseek_core.helper import Scored
 from helpseek_core.typed_helper import InterventionType, TypedHelper
 
-__all__ = ["TypedScored", "TypedScorer", "score_typed"]
+__all__ = ["TypedScored", "TypedScorer", "score_typed", "tighten_typed_schema"]
 
 _INLINE_MAX_PARAMS = 200_000  # as service.model_holder: above this a forward pass is threaded
 
@@ -98,3 +98,63 @@ async def score_typed(
     if scorer.inline:
         return scorer.score_typed(features, budgets, steps_left)
     return await run_in_threadpool(scorer.score_typed, features, budgets, steps_left)
+
+
+def tighten_typed_schema(components: dict[str, Any], scorer: TypedScorer) -> None:
+    """Say in the served OpenAPI what a typed model accepts (after the generic tightening).
+
+    The state is ``feature_dim`` features; budgets are an object with exactly the model's type
+    names. A new session gives ``budgets`` (or, one type only, ``budget``), never both; a
+    decision names a ``session_id`` or, stateless, gives ``remaining_budgets`` (one type:
+    or ``remaining_budget``), never budgets with a session.
+    """
+    names = list(scorer.type_names)
+    request = components["DecisionRequest"]
+    props = request.get("properties", {})
+    integer = next(
+        (a for a in props.get("remaining_budget", {}).get("anyOf", []) if a.get("type") != "null"),
+        {"type": "integer", "minimum": 0},
+    )
+    budgets = {"type": "object", "additionalProperties": False, "required": names,
+               "properties": dict.fromkeys(names, integer)}  # fmt: skip
+    features = {"type": "array", "items": {"type": "number"},
+                "minItems": scorer.feature_dim, "maxItems": scorer.feature_dim}  # fmt: skip
+    old = components["State"]
+    components["State"] = {"type": "object", "additionalProperties": False,
+                           "title": old.get("title", "State"),
+                           "description": old.get("description", ""),
+                           "required": ["features"], "properties": {"features": features}}  # fmt: skip
+    props["remaining_budgets"] = {
+        **budgets,
+        "description": props.get("remaining_budgets", {}).get("description", ""),
+    }
+    one = len(names) == 1
+    request["anyOf"] = [
+        {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
+        {"required": ["remaining_budgets"], "properties": {"remaining_budgets": {"type": "object"}}},
+        *([{"required": ["remaining_budget"], "properties": {"remaining_budget": {"type": "integer"}}}] if one else []),
+    ]  # fmt: skip
+    refused = [{"required": ["remaining_budget", "remaining_budgets"]},
+               {"required": ["session_id", "remaining_budgets"]},
+               *([] if one else [{"required": ["remaining_budget"]}])]  # fmt: skip
+    request["not"] = {"anyOf": refused}
+    request.pop("oneOf", None)
+    mean = [round(float(v), 3) for v in scorer.helper.stats.mean]
+    state = {"features": mean}
+    request["examples"] = [
+        {"session_id": "3f2a9c", "request_id": "ep7-step12", "step": 12, "state": state},
+        {"step": 3, "state": state, "remaining_budgets": dict.fromkeys(names, 1)},
+    ]
+    create = components.get("SessionCreate", {})
+    cprops = create.get("properties", {})
+    cprops["budgets"] = {**budgets, "description": cprops.get("budgets", {}).get("description", "")}
+    create.pop("required", None)
+    create.pop("not", None)
+    if one:
+        create["anyOf"] = [{"required": ["budget"]}, {"required": ["budgets"]}]
+        create["not"] = {"required": ["budget", "budgets"]}
+    else:
+        create["required"] = ["budgets"]
+        create["not"] = {"required": ["budget"]}
+        cprops.pop("budget", None)
+    create["examples"] = [{"budgets": dict.fromkeys(names, 1), "ttl_s": 3600}]

@@ -121,3 +121,21 @@ async def test_typed_sessions_on_the_redis_cluster(cluster_store: RedisBudgetSto
         )
         assert [g.action for g in again] == [g.action for g in grants]
         assert (await cluster_store.describe(key)).remainings == (0, 0)
+
+
+def test_openapi_fuzz_of_a_typed_model_finds_no_errors(
+    serve: Callable[..., str], typed_artifact_dir: Path
+) -> None:
+    """The fuzz of test_server.py (every schemathesis check, non-finite variants) on a typed
+    model: the served spec states its budgets per type, so schema-valid requests are accepted."""
+    from tests.conftest import free_port
+    from tests.service.test_server import FUZZ_EXAMPLES, fuzz
+
+    base = serve(free_port(), artifact=typed_artifact_dir, api_keys="k", admin_keys="adm")
+    spec = httpx.get(base + "/openapi.json").json()["components"]["schemas"]
+    assert spec["SessionCreate"]["required"] == ["budgets"]
+    assert spec["SessionCreate"]["properties"]["budgets"]["required"] == ["a", "b"]
+    out = fuzz(base, max(FUZZ_EXAMPLES // 2, 5), "k", "adm")
+    assert out["failures"] == {}, list(out["failures"].values())[:3]
+    assert 201 in out["statuses"]["POST /v1/sessions"]
+    assert 200 in out["statuses"]["POST /v1/should_intervene"]
