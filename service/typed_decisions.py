@@ -179,6 +179,11 @@ async def decide_typed(
         )
     if body.remaining_budgets is not None:
         raise FieldError(["body", "remaining_budgets"], "only in stateless mode (no session_id)")
+    if body.remaining_budget is not None and len(names) > 1:
+        raise FieldError(
+            ["body", "remaining_budget"],
+            f"this model has {len(names)} intervention types: the session holds their budgets",
+        )
     key = SessionKey(tenant, body.session_id)
     cached = svc.sessions.get(key)
     try:

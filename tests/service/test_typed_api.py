@@ -113,6 +113,9 @@ async def test_charges_the_chosen_type_exhausting_one_leaves_the_other(
         assert again.content == raws[1] and first.status_code == 422
         st = (await c.get(f"/v1/sessions/{sid}")).json()
         assert st["remaining_budgets"] == {"a": 0, "b": 0}
+        for extra in ({"remaining_budget": 1}, {"remaining_budgets": {"a": 1, "b": 1}}):
+            r = await c.post("/v1/should_intervene", json={**body, "request_id": "z", **extra})
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", *extra]
         # DOWN proceeds; on a fresh session with many steps left the mean state proceeds too
         sid2 = (await c.post("/v1/sessions", json={"budgets": {"a": 1, "b": 1}})).json()[
             "session_id"
