@@ -9,7 +9,7 @@ Public API::
     train_text_model(config, rng, prm=PRMExamples(...), helper=HelperExamples(...), ...)
     scorer.score(texts, actions=None) -> (B, 2)      scorer.decide_prob(texts, c, left) -> (B,)
     save_text_model(dir, scorer) -> {name: path}     load_text_model(dir, config=None)
-    MicroBatcher(run_batch, max_batch=32, max_wait_s=0.002)
+    MicroBatcher(run_batch, max_batch=32, max_wait_s=0.005)
     load_scorer(artifact) -> TextArtifactScorer     the service's seam for ``text`` artifacts
 """
 
