@@ -99,7 +99,7 @@ class BatchContext:
     t: np.ndarray  # (B,) int
     steps_left: np.ndarray  # (B,) int
     remaining: np.ndarray  # (B,) int
-    cost: np.ndarray  # (B,) int (a scalar is broadcast)
+    cost: np.ndarray | int  # (B,) int (a scalar is broadcast)
     features: np.ndarray | None = None  # (B, F)
     prm: np.ndarray | None = None  # (B, 2)
     state_index: np.ndarray | None = None  # (B,) int, -1 = unknown state
@@ -149,7 +149,7 @@ class BatchContext:
             t=int(self.t[i]),
             steps_left=int(self.steps_left[i]),
             remaining=int(self.remaining[i]),
-            cost=int(self.cost[i]),
+            cost=int(np.asarray(self.cost)[i]),
             features=None if self.features is None else self.features[i],
             prm=None if self.prm is None else self.prm[i],
             state_index=s,

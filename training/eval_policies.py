@@ -119,6 +119,13 @@ def run_cell(
     return {"success": succ, "interventions": used, "decisions": decisions}
 
 
+def _budget(ctx: RunContext) -> int:
+    """The remaining budget at a decision point (the evaluation always runs with a budget)."""
+    if ctx.remaining_budget is None:
+        raise ValueError("evaluation decide callbacks need a budgeted episode (budget=None)")
+    return int(ctx.remaining_budget)
+
+
 # ---- decide callbacks ------------------------------------------------------------------------
 
 
@@ -130,7 +137,7 @@ def helper_decide(helper: Helper, fixed: int | None = None, clip: int | None = N
     """
 
     def decide(ctx: RunContext) -> bool:
-        c = int(ctx.remaining_budget) if fixed is None else fixed
+        c = _budget(ctx) if fixed is None else fixed
         if clip is not None:
             c = min(c, clip)
         return helper.decide(ctx.features, c, ctx.steps_left).intervene
@@ -142,7 +149,7 @@ def offline_decide(q: OfflineQPolicy) -> Decide:
     """Decide callback of the offline deep-RL comparator (budget in its state)."""
 
     def decide(ctx: RunContext) -> bool:
-        return q.decide(ctx.features, int(ctx.remaining_budget), ctx.steps_left)
+        return q.decide(ctx.features, _budget(ctx), ctx.steps_left)
 
     return decide
 
@@ -157,7 +164,7 @@ def baseline_decide(
     def decide(ctx: RunContext) -> bool:
         scores = prm.score(ctx.features[None])[0] if prm is not None else None
         dctx = DecisionContext(
-            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=int(ctx.remaining_budget),
+            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=_budget(ctx),
             cost=ps.cost, features=ctx.features, prm=scores,
         )  # fmt: skip
         return policy.decide(dctx, rng)
@@ -177,7 +184,7 @@ def oracle_decide(ps: PolicySet) -> Decide:
         j = int(np.searchsorted(keys, ctx.state_key))
         idx = j if j < keys.shape[0] and keys[j] == ctx.state_key else None
         dctx = DecisionContext(
-            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=int(ctx.remaining_budget),
+            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=_budget(ctx),
             cost=ps.cost, state_index=idx,
         )  # fmt: skip
         return policy.decide(dctx, rng)

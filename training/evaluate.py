@@ -134,7 +134,7 @@ def evaluate(
         run("helper", lambda b: helper_decide(ps.helper))  # type: ignore[arg-type]
     if ps.lagrangian is not None:
         lag = ps.lagrangian  # asked with the episode budget, clipped to the largest trained
-        run("lagrangian_helper", lambda b: helper_decide(lag, min(b, lag.cmax)))  # type: ignore[union-attr]
+        run("lagrangian_helper", lambda b: helper_decide(lag, min(b, lag.cmax)))
     if ps.offline_rl is not None:
         run("offline_rl", lambda b: offline_decide(ps.offline_rl))  # type: ignore[arg-type]
     if not oracle_rate:
@@ -309,4 +309,4 @@ def from_args(ns: Any) -> ArtifactEvalConfig:
     from training.config import from_namespace
 
     given = {k: v for k, v in vars(ns).items() if k != "command"}
-    return from_namespace(ArtifactEvalConfig, given)  # type: ignore[no-any-return]
+    return from_namespace(ArtifactEvalConfig, given)
