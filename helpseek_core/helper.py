@@ -308,7 +308,14 @@ def score_states(
     z = stats.zscores(f)
     x = _encode(z, c, left, cmax, horizon, cost)
     rows, n = x.shape[0], x.shape[1]
-    p = mlp.probability(x.reshape(rows * n, x.shape[2])).reshape(rows, n)
+    # MLP.probability without np.clip's Python wrapper (same numbers: clip = max then min)
+    logit = mlp.logits(x.reshape(rows * n, x.shape[2])).astype(np.float64)
+    np.maximum(logit, -60.0, out=logit)
+    np.minimum(logit, 60.0, out=logit)
+    np.negative(logit, out=logit)
+    np.exp(logit, out=logit)
+    logit += 1.0
+    p = np.divide(1.0, logit, out=logit).reshape(rows, n)
     if c.shape[0] != rows:
         c = np.broadcast_to(c, (rows, n))
     asks = p >= threshold

@@ -155,15 +155,20 @@ def _plan(scorer: Scorer, scored: Scored, lo: int) -> Plan:
     cost = scorer.cost
     wants = tuple(scored.intervene.tolist())
     heads = []
+    reprs: dict[float, str] = {}  # budgets above cmax share one probability: repr it once
     for c, w, p, clip in zip(
         range(lo, lo + len(wants)), wants, scored.probability.tolist(),
         scored.budget_clipped.tolist(), strict=True,
     ):  # fmt: skip
-        go = w and c >= cost
-        heads.append(
-            f"{_ANSWER_V}\t{'1' if go else '0'}\t{c - cost if go else c}\t"
-            f"{'helper' if c >= cost else 'budget_exhausted'}\t{p!r}\t{'1' if clip else '0'}"
-        )
+        ps = reprs.get(p)
+        if ps is None:
+            ps = reprs[p] = repr(p)
+        if c < cost:
+            heads.append(f"{_ANSWER_V}\t0\t{c}\tbudget_exhausted\t{ps}\t{'1' if clip else '0'}")
+        elif w:
+            heads.append(f"{_ANSWER_V}\t1\t{c - cost}\thelper\t{ps}\t{'1' if clip else '0'}")
+        else:
+            heads.append(f"{_ANSWER_V}\t0\t{c}\thelper\t{ps}\t{'1' if clip else '0'}")
     tail = answer_tail(False, scored.novel, scored.novelty_score, scorer.model_version)
     return Plan(lo, wants, tuple(heads), tail)
 
