@@ -149,7 +149,10 @@ def test_recording_rules_on_live_metrics(live_service, repo: Path, tmp_path: Pat
         p99 = prometheus_query(prom, "helpseek:request_latency_p99:5m")
         routes = {r["metric"].get("route") for r in p99}
         assert any(r and r.endswith("should_intervene") for r in routes), routes
-        assert all(0 < float(r["value"][1]) < 2.5 for r in p99 if r["value"][1] != "NaN")
+        decide_p99 = [float(r["value"][1]) for r in p99
+                      if (r["metric"].get("route") or "").endswith("should_intervene")]  # fmt: skip
+        # the decision route served requests in the window: its p99 must be a real number
+        assert decide_p99 and all(0 < v < 2.5 for v in decide_p99), decide_p99
 
         # Redis goes away: answers are degraded (fail closed) and the share shows it
         redis.stop()
