@@ -298,13 +298,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-tasks", type=int, default=d.n_tasks, help="held-out task seeds")
     parser.add_argument("--train-seed-eval", action="store_true", help=TypedTrainConfig.__doc__)
     parser.add_argument("--timeout-failure", default=d.timeout_failure)
+    parser.add_argument(
+        "--n-min", type=int, default=d.n_min, help="pairs seen fewer times are leaves"
+    )
 
 
 def from_args(ns: argparse.Namespace) -> TypedTrainConfig:
     """Build the config from parsed ``helpseek train-typed`` arguments."""
     kw: dict[str, Any] = {"out": ns.out, "env": ns.env, "episodes_per_seed": ns.episodes_per_seed,
                           "workers": ns.workers, "episodes": ns.episodes, "n_tasks": ns.eval_tasks,
-                          "train_seed_eval": ns.train_seed_eval, "timeout_failure": ns.timeout_failure,
+                          "train_seed_eval": ns.train_seed_eval, "timeout_failure": ns.timeout_failure, "n_min": ns.n_min,
                           "helper": HelperConfig(epochs=ns.helper_epochs)}  # fmt: skip
     if ns.types:
         kw["types"] = tuple(ns.types)
