@@ -64,7 +64,9 @@ def test_two_rungs_hold_every_budget_and_log_the_type(taxi):
         assert np.array_equal(np.bincount(types[action == 1], minlength=2), ep.by_type)
         assert all(d <= 3 for d in np.asarray(ep.duration)[(action == 1) & (types == 1)])
         assert all(d == 1 for d in np.asarray(ep.duration)[(action == 1) & (types == 0)])
-        assert np.array_equal(np.asarray(ep.cost)[action == 1], np.where(types == 1, 2, 1)[action == 1])
+        assert np.array_equal(
+            np.asarray(ep.cost)[action == 1], np.where(types == 1, 2, 1)[action == 1]
+        )
         seen |= set(types[action == 1].tolist())
     assert seen == {0, 1}  # random collection picks both types
 
@@ -92,7 +94,10 @@ def test_callback_actions_true_unaffordable_and_out_of_range(taxi):
 
 def test_exact_typed_oracle_predicts_the_live_runner(taxi):
     """The exact model of a noisy hint + an exact takeover must match live episodes."""
-    types = [TypeSpec("hint", k=1, cost=1, cmax=3, expert_eps=0.5), TypeSpec("takeover", k=3, cmax=1)]
+    types = [
+        TypeSpec("hint", k=1, cost=1, cmax=3, expert_eps=0.5),
+        TypeSpec("takeover", k=3, cmax=1),
+    ]
     model = exact_typed_model(taxi, types)
     sol = solve_typed(model, [3, 1])
     for b in [(0, 0), (3, 0), (2, 1)]:
