@@ -26,10 +26,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from service.budget.protocol import (
     Grant,
@@ -161,17 +160,6 @@ class RedisBudgetStore(TypedRedisOps):
                 if r._initialize:  # noqa: SLF001
                     await r.initialize()
 
-    async def _evalsha(self, script: AsyncScript, keys: list[str], args: tuple[Any, ...]) -> Any:
-        """EVALSHA of a registered script, loading it when Redis lost it (after a restart).
-
-        The same as calling the script object, without its per-call import and tuple copies
-        (this is the hot path).
-        """
-        try:
-            return await self._r.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[misc]
-        except NoScriptError:
-            return await script(keys=keys, args=args)
-
     # -- clock offset: Redis TIME vs local time, from every reply (a lower bound each) --------
 
     def _observe(self, redis_ms: float, local_recv_ms: float) -> None:
@@ -244,10 +232,10 @@ class RedisBudgetStore(TypedRedisOps):
             if self._pending and key in self._pending:
                 await self._settle_pending(key)
             deadline = await self._deadline()
-            out = await self._evalsha(
-                self._consume, self._keys(key),
-                (request_id or "", cost, lo, wants, f"{deadline:.3f}", digest, self._cap, tail,
-                 heads),
+            out = await self._consume(
+                keys=self._keys(key),
+                args=[request_id or "", cost, lo, wants, f"{deadline:.3f}", digest, self._cap,
+                      tail, heads],
             )  # fmt: skip
         except _CLIENT_ERRORS as exc:
             self._remember_failed(key, request_id, deadline)
