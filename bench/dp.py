@@ -193,21 +193,27 @@ def cases(quick: bool) -> list[tuple[int, int, int, bool]]:
 
 
 def typed_case(nnz: int = 1_000_000, cmax: int = 5, horizon: int = 200) -> dict:
-    """``solve_typed`` with 2 types on the bench model: type a = its expert with k = 1, type b =
-    the same expert for k = 3 steps (same proceed dynamics, so the transitions stay ``nnz``);
-    beside it ``solve_budgeted`` on one type over the same number of budget cells."""
-    from dataclasses import replace
-
+    """``solve_typed`` with 2 types on the bench model: type a = its expert, type b = a second
+    random expert (seed 1) over the same states and the same proceed dynamics (both k = 1), so
+    each type's part is the ``nnz``-transition bench model; beside it ``solve_budgeted`` on
+    type a alone over the same number of budget cells ((Cmax + 1)^2 - 1)."""
     from helpseek_core.typed import TypedModel, solve_typed
 
-    model = random_model(nnz, horizon)
-    typed = TypedModel((model, replace(model, k=3)), ("a", "b"))
+    a = random_model(nnz, horizon)
+    other = random_model(nnz, horizon, seed=1)
+    b = TabularModel(
+        a.state_keys, (a.trans[0], other.trans[1]), np.stack([a.succ[0], other.succ[1]]),
+        np.stack([a.fail[0], other.fail[1]]), a.start, horizon, 1, 1,
+    )  # fmt: skip
+    typed = TypedModel((a, b), ("a", "b"))
     t2, sol = timed(lambda: solve_typed(typed, [cmax, cmax]))
     cells = (cmax + 1) ** 2
-    t1, _ = timed(lambda: solve_budgeted(model, cells - 1))
+    t1, _ = timed(lambda: solve_budgeted(a, cells - 1))
     return {
-        "nnz": model.trans[0].nnz + model.trans[1].nnz, "states": model.n_states, "H": horizon,
-        "cmax": [cmax, cmax], "typed_s": round(t2, 3), "one_type_same_cells_s": round(t1, 3),
+        "nnz_per_type": a.trans[0].nnz + a.trans[1].nnz,
+        "nnz_distinct": a.trans[0].nnz + a.trans[1].nnz + b.trans[1].nnz,
+        "states": a.n_states, "H": horizon, "cmax": [cmax, cmax], "typed_s": round(t2, 3),
+        "one_type_same_cells_s": round(t1, 3),
         "success_at_cmax": float(sol.success[cmax, cmax]),  # type: ignore[attr-defined]
         "peak_mb": round(peak_mb(lambda: solve_typed(typed, [cmax, cmax])), 1),
     }  # fmt: skip
@@ -229,8 +235,9 @@ def main() -> None:
     load_before = round(os.getloadavg()[0], 2)
     if ns.typed:
         row = typed_case()
-        load = {"load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2)}
-        print(json.dumps({**row, **load, "repeats": REPEATS, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}))
+        row["load_average_before"] = load_before
+        row["load_average_after"] = round(os.getloadavg()[0], 2)
+        print(json.dumps({**row, "repeats": REPEATS, "machine": f"{os.cpu_count()} CPUs"}))
         return
     rows = []
     for nnz, cmax, horizon, toolbox in cases(ns.quick):
