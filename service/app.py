@@ -34,6 +34,7 @@ from service.decision_log import (
 )
 from service.deps import ServiceState
 from service.errors import BodyTooLargeError, error_body, install_error_handlers
+from service.explore import NO_MODEL_KIND, NoModel
 from service.instrumented import InstrumentedStore
 from service.metrics import Metrics
 from service.model_holder import ModelHolder, Scorer, target_intervention_rate
@@ -52,7 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        holder = ModelHolder.open(Path(settings.artifact))
+        art = Path(settings.artifact)
+        if settings.allow_no_artifact and not (art / "manifest.json").exists():
+            holder = ModelHolder(NoModel(), art)  # explore-only until /admin/reload loads one
+        else:
+            holder = ModelHolder.open(art)
         client = None
         store: BudgetStore
         if settings.redis_url:
@@ -150,13 +155,16 @@ def tighten_decision_schema(components: dict[str, Any], scorer: Scorer) -> None:
     examples valid for this model. (One rule stays outside the spec: an ``Idempotency-Key``
     header that differs from the body's ``request_id`` is a 422 naming the header.)
     """
+    if scorer.kind == NO_MODEL_KIND:  # explore-only: the generic spec holds
+        return
+    key = components["State"].get("properties", {}).get("key", {"type": "integer"})
     if scorer.kind == "features":
         features = {"type": "array", "items": {"type": "number"},
                     "minItems": scorer.feature_dim, "maxItems": scorer.feature_dim}  # fmt: skip
-        state = {"required": ["features"], "properties": {"features": features}}
+        state = {"required": ["features"], "properties": {"features": features, "key": key}}
     else:
         text = {"type": "string", "minLength": 1, "maxLength": 32_768, "pattern": r"\S"}
-        state = {"required": ["text"], "properties": {"text": text}}
+        state = {"required": ["text"], "properties": {"text": text, "key": key}}
     old = components["State"]
     components["State"] = {"type": "object", "additionalProperties": False,
                            "title": old.get("title", "State"),
@@ -180,6 +188,7 @@ def tighten_decision_schema(components: dict[str, Any], scorer: Scorer) -> None:
         create["properties"]["budget"] = {**budget, "anyOf": not_null or [{"type": "integer"}]}
         create["not"] = {"required": ["budgets"], "properties": {"budgets": {"type": "object"}}}
     if isinstance(scorer, TypedScorer):  # budgets per type, features only
+        create.get("properties", {}).pop("explore", None)  # explore sessions: one-type models
         tighten_typed_schema(components, scorer)
 
 

@@ -32,7 +32,8 @@ from service.budget.protocol import (
     SessionTypesError,
 )
 from service.deps import CachedSession, ServiceState
-from service.errors import BudgetStoreUnavailableError, FieldError
+from service.errors import BudgetStoreUnavailableError, FieldError, NoModelError
+from service.explore import NO_MODEL_KIND, decide_explore, explore_p_of
 from service.model_holder import Scored, Scorer
 from service.schemas import DecisionRequest, DecisionResponse
 from service.typed_decisions import decide_typed
@@ -67,6 +68,7 @@ class Outcome:
     type_index: int = 0  # typed models: 1 + the index of the type requested (0 = none)
     type_name: str | None = None
     before_by_type: dict[str, int] | None = None  # typed models: remaining per type before
+    explore_p: float | None = None  # explore sessions: P(intervene) of the behaviour policy
 
 
 def _check_state(body: DecisionRequest, scorer: Scorer) -> np.ndarray | None:
@@ -178,8 +180,12 @@ async def decide_request(
 ) -> Outcome:
     """Answer one decision request (see the module docstring)."""
     scorer0 = svc.holder.scorer
-    feats = _check_state(body, scorer0)
     rid = request_id or uuid.uuid4().hex
+    if body.session_id is not None or scorer0.kind == NO_MODEL_KIND:
+        explored = await _explore(svc, body, tenant, rid, scorer0)
+        if explored is not None:
+            return explored
+    feats = _check_state(body, scorer0)
     if isinstance(scorer0, TypedScorer):
         assert feats is not None  # noqa: S101 - _check_state: a typed model takes features
         return await decide_typed(svc, body, tenant, rid, scorer0, feats, body_digest(body, feats))
@@ -247,6 +253,33 @@ async def decide_request(
         before=grant.before, after=grant.remaining, go=grant.granted and grant.wanted,
         reason=reason, left=left,
     )  # fmt: skip
+
+
+async def _explore(
+    svc: ServiceState, body: DecisionRequest, tenant: str, rid: str, scorer0: Scorer
+) -> Outcome | None:
+    """Answer an explore session (service.explore); None for a helper decision."""
+    if body.session_id is None:
+        raise NoModelError()  # explore-only service, stateless request
+    key = SessionKey(tenant, body.session_id)
+    cached = svc.sessions.get(key)
+    if cached is None:
+        try:
+            info = await svc.store.describe(key)
+        except BudgetStoreUnavailableError:
+            if scorer0.kind == NO_MODEL_KIND:
+                raise
+            return None  # the helper path degrades as usual
+        cached = CachedSession(
+            info.budget, info.horizon, info.remaining, info.types, info.remainings,
+            explore_p_of(info.metadata),
+        )  # fmt: skip
+        svc.remember(key, cached)
+    if cached.explore_p is None:
+        if scorer0.kind == NO_MODEL_KIND:
+            raise NoModelError()
+        return None
+    return await decide_explore(svc, body, tenant, rid, key, cached)
 
 
 async def _replay(

@@ -37,6 +37,7 @@ class CachedSession:
     remaining: int
     types: tuple[str, ...] = ()  # typed sessions: type names and last remaining per type
     remainings: tuple[int, ...] = ()
+    explore_p: float | None = None  # explore sessions (service.explore)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ServiceState:
     store: BudgetStore
     log: DecisionLog
     sessions: OrderedDict[SessionKey, CachedSession] = field(default_factory=OrderedDict)
+    explore_swept: int = 0  # sessions given a p from the explore schedule so far
 
     def remember(self, key: SessionKey, entry: CachedSession) -> None:
         """Cache a session's info (bounded, oldest out first)."""

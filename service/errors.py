@@ -8,7 +8,8 @@
     ├── FieldError                     422  a request field is invalid (names the field)
     ├── BodyTooLargeError              413  body over HELPSEEK_MAX_BODY_BYTES
     ├── ReloadRefusedError             409  the new artifact failed validation (old one serves)
-    └── BudgetStoreUnavailableError    503  Redis down on an endpoint that cannot degrade
+    ├── BudgetStoreUnavailableError    503  Redis down on an endpoint that cannot degrade
+    └── NoModelError                   503  explore-only service: no helper artifact loaded
 
 Core errors (:class:`helpseek_core.errors.InputError`) that escape a handler become 422.
 Every 422 body is FastAPI's ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``, with
@@ -89,6 +90,19 @@ class BudgetStoreUnavailableError(ServiceError):
     """The budget store (Redis) did not answer in time or refused the connection."""
 
     status = 503
+
+
+class NoModelError(ServiceError):
+    """The service runs explore-only (no artifact): only explore sessions can be answered."""
+
+    status = 503
+
+    def __init__(
+        self,
+        msg: str = "no helper model is loaded (explore-only service): create "
+        "the session with explore, or load an artifact with POST /admin/reload",
+    ) -> None:
+        super().__init__(msg)
 
 
 class FieldError(ServiceError):

@@ -178,7 +178,12 @@ def _record(body: DecisionRequest, out: Outcome) -> dict[str, Any]:
         "tenant": out.tenant,
         "request_id": r.request_id,
         "t": body.step,
-        "state_key": state_key(None if feats is None else feats, out.text),  # type: ignore[arg-type]
+        "state_key": (
+            body.state.key
+            if body.state.key is not None
+            else state_key(None if feats is None else feats, out.text)  # type: ignore[arg-type]
+        ),
+        "agent_state_key": body.state.key is not None,
         "features": feats,
         "text": out.text,
         "action": int(r.intervene),
@@ -195,7 +200,9 @@ def _record(body: DecisionRequest, out: Outcome) -> dict[str, Any]:
         "novel": r.novel,
         "novelty_score": r.novelty_score,
         "model_version": r.model_version,
-        "behavior_p": float(r.intervene),
+        "behavior_p": float(r.intervene) if out.explore_p is None else out.explore_p,
+        "explore_p": out.explore_p,
+        "action_taken_previous": body.action_taken,
         **(
             {"remaining_budgets_before": out.before_by_type,
              "remaining_budgets_after": r.remaining_budgets}

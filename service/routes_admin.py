@@ -20,7 +20,8 @@ from pathlib import Path
 from fastapi import APIRouter, Response
 
 from service.deps import Admin, ServiceState, Svc, Tenant
-from service.errors import ReloadRefusedError
+from service.errors import NoModelError, ReloadRefusedError
+from service.explore import NO_MODEL_KIND
 from service.metrics import CONTENT_TYPE_LATEST
 from service.model_holder import target_intervention_rate
 from service.schemas import (
@@ -44,8 +45,10 @@ _log = logging.getLogger("helpseek.service")
     responses={401: {"description": "Missing or invalid API key"}},
 )
 async def model_info(svc: Svc, tenant: Tenant) -> ModelResponse:
-    """Describe the artifact this process serves."""
+    """Describe the artifact this process serves (503 when it runs explore-only)."""
     s = svc.holder.scorer
+    if s.kind == NO_MODEL_KIND:
+        raise NoModelError("no model is loaded: this service runs explore-only")
     m = s.manifest
     return ModelResponse(
         model_version=s.model_version,
@@ -79,6 +82,7 @@ async def readyz(svc: Svc) -> ReadyResponse:
         budget_store=svc.store.kind,
         budget_store_ok=await svc.store.ping(),
         fail_mode=svc.settings.fail_mode,
+        explore_only=svc.holder.scorer.kind == NO_MODEL_KIND,
     )
 
 

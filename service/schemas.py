@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 __all__ = [
     "DecisionRequest",
     "DecisionResponse",
+    "Explore",
     "HealthResponse",
     "ModelResponse",
     "OutcomeRequest",
@@ -50,13 +51,26 @@ TtlS = Annotated[int, Field(strict=True, ge=1, le=30 * 86400), _Integral]
 Horizon = Annotated[int, Field(strict=True, ge=1, le=MAX_STEPS), _Integral]
 Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 MetaValue = str | int | Finite | bool | None
-Reason = Literal["helper", "budget_exhausted", "fail_open", "fail_closed"]
+Reason = Literal["helper", "explore", "budget_exhausted", "fail_open", "fail_closed"]
 TypeName = Annotated[str, Field(min_length=1, max_length=64)]
 Budgets = Annotated[dict[TypeName, Budget], Field(min_length=1, max_length=9)]
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Explore(_Request):
+    """An exploration session: intervene at random with probability p (Phase I data)."""
+
+    p: Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)] = Field(
+        description="Probability of answering intervene at each decision, in [0, 1]."
+    )
+
+
+Int64 = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1), _Integral]
+Action = Annotated[int, Field(strict=True, ge=0, le=1), _Integral]
+_RESERVED_META = "helpseek."
 
 
 class SessionCreate(_Request):
@@ -86,6 +100,19 @@ class SessionCreate(_Request):
     metadata: dict[Annotated[str, Field(max_length=64)], MetaValue] | None = Field(
         None, max_length=32, description="Free-form labels stored with the session."
     )
+    explore: bool | Explore | None = Field(
+        None,
+        description='Exploration session: {"p": 0.3} intervenes at random with probability '
+        "0.3 at every decision (no helper involved; the log records p as behavior_p); true "
+        "takes the next p of the server's schedule (HELPSEEK_EXPLORE_SCHEDULE).",
+    )
+
+    @model_validator(mode="after")
+    def _no_reserved_metadata(self) -> SessionCreate:
+        for k in self.metadata or {}:
+            if k.startswith(_RESERVED_META):
+                raise ValueError(f"metadata key {k!r}: the prefix {_RESERVED_META!r} is reserved")
+        return self
 
 
 class SessionCreated(BaseModel):
@@ -97,6 +124,9 @@ class SessionCreated(BaseModel):
     budgets: dict[str, int] | None = Field(
         default=None, description="Typed models: the budget of every type (budget is their sum)."
     )
+    explore_p: float | None = Field(
+        default=None, description="Explore sessions: the probability of intervening."
+    )
 
 
 class State(_Request):
@@ -104,6 +134,11 @@ class State(_Request):
 
     features: list[Finite] | None = Field(None, max_length=4096)
     text: str | None = Field(None, max_length=32_768)
+    key: Int64 | None = Field(
+        None,
+        description="The agent's own state id (signed 64-bit); the decision log records it as "
+        "state_key (else an exact hash of features or text).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> State:
@@ -132,6 +167,11 @@ class DecisionRequest(_Request):
         description="Stateless mode with a typed model: the remaining budget of every type.",
     )
     steps_left: Steps | None = Field(None, description="Default: horizon - step.")
+    action_taken: Action | None = Field(
+        None,
+        description="What the agent actually did at this session's previous decision (1 asked "
+        "for help, 0 did not), when it did not follow that answer; the log records it.",
+    )
 
 
 class DecisionResponse(BaseModel):
@@ -168,6 +208,11 @@ class OutcomeRequest(_Request):
 
     success: bool = Field(strict=True)
     steps: Steps
+    action_taken: Action | None = Field(
+        None,
+        description="What the agent actually did at the session's last decision (1 asked for "
+        "help, 0 did not), when it did not follow that answer; the log records it.",
+    )
 
 
 class OutcomeResponse(BaseModel):
@@ -244,6 +289,10 @@ class ReadyResponse(BaseModel):
     budget_store: str
     budget_store_ok: bool
     fail_mode: str
+    explore_only: bool = Field(
+        default=False,
+        description="No artifact is loaded: only explore sessions are answered (others 503).",
+    )
 
 
 class ReloadResponse(BaseModel):

@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port uvicorn binds to.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (>1 needs Redis).")
     artifact: Path = Field(Path("artifacts/default"), description="Artifact directory to serve.")
+    allow_no_artifact: bool = Field(
+        False,
+        description="Start explore-only when no artifact is at HELPSEEK_ARTIFACT (POST "
+        "/admin/reload loads it once written).",
+    )
+    explore_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [i / 10 for i in range(11)],
+        min_length=1,
+        description='Comma-separated p values {"explore": true} sessions sweep (round robin).',
+    )
     redis_url: str | None = Field(None, description="redis://... ; unset = in-process store.")
     redis_key_prefix: str = Field("helpseek:", description="Prefix of every Redis key.")
     redis_connect_timeout_s: float = Field(0.25, gt=0, le=5, description="Redis connect timeout.")
@@ -87,6 +97,21 @@ class Settings(BaseSettings):
                 f"redis_socket_timeout_s ({self.redis_socket_timeout_s})"
             )
         return self
+
+    @field_validator("explore_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(p) for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("explore_schedule")
+    @classmethod
+    def _schedule_in_range(cls, value: list[float]) -> list[float]:
+        bad = [p for p in value if not 0.0 <= p <= 1.0]
+        if bad:
+            raise ValueError(f"explore_schedule: every p must be in [0, 1], got {bad}")
+        return value
 
     @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod

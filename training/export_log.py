@@ -21,7 +21,15 @@ Mapping (one step-log row per decision record of a session that has an outcome):
   had no steps left after it (``steps_left - duration <= 0``);
 - ``cost``, ``action``, ``intervention_type``, ``behavior_p`` are copied; ``task_id`` is the
   episode's index (live sessions have no task seed); its step limit is ``t + steps_left`` of
-  its first decision that sent ``steps_left``.
+  its first decision that sent ``steps_left``;
+- ``state_key`` is the record's: the agent's own ``state.key`` when it sent one, else the
+  service's exact hash of the features (or text); explore sessions log their ``p`` as
+  ``behavior_p`` (the probability the behaviour intervened; 0 where the budget could not pay);
+- when the agent reported that it did not follow an answer (``action_taken_previous`` on the
+  next decision, ``action_taken`` on the outcome for the last one), the row's ``action`` is the
+  action taken, its ``behavior_p`` that action (a deterministic override) and its ``cost`` the
+  session's intervention cost (the largest cost charged in the log, else 1) if it intervened,
+  else 0.
 """
 
 from __future__ import annotations
@@ -102,6 +110,8 @@ def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[s
             decisions[key].append((i, rec))
         else:
             outcomes[key] = rec
+    unit = max((int(r.get("cost", 0)) for r in records if r["record"] == "decision"), default=1)
+    unit = max(unit, 1)
     cols: dict[str, list[Any]] = defaultdict(list)
     feats: list[np.ndarray] = []
     limits: dict[int, int] = {}
@@ -125,10 +135,13 @@ def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[s
             cols["episode_id"].append(n_ep)
             cols["task_id"].append(n_ep)
             cols["t"].append(ts[j])
+            told = out.get("action_taken") if last else rows[j + 1].get("action_taken_previous")
+            taken = int(r["action"]) if told is None else int(told)
+            followed = taken == int(r["action"])
             cols["state_key"].append(int(r["state_key"]))
-            cols["action"].append(int(r["action"]))
+            cols["action"].append(taken)
             cols["intervention_type"].append(int(r.get("intervention_type", 0)))
-            cols["cost"].append(int(r.get("cost", 0)))
+            cols["cost"].append(int(r.get("cost", 0)) if followed else unit * taken)
             cols["duration"].append(dur)
             cols["next_state_key"].append(int(r["state_key"] if last else rows[j + 1]["state_key"]))
             cols["done"].append(last)
@@ -136,7 +149,9 @@ def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[s
                 last and not out["success"] and left is not None and int(left) - dur <= 0
             )
             cols["success"].append(bool(out["success"]))
-            cols["behavior_p"].append(float(r.get("behavior_p", r["action"])))
+            cols["behavior_p"].append(
+                float(r.get("behavior_p", r["action"])) if followed else float(taken)
+            )
             feats.append(np.asarray(r["features"], np.float32))
         n_ep += 1
     if not feats:
