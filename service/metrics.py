@@ -1,6 +1,6 @@
-"""Every Prometheus metric of the service, built on an injected registry (STYLE.md §10).
+"""Every Prometheus metric of the service, built on an injected registry (docs/design.md, rule 10).
 
-Names and labels are a contract (DESIGN.md §8; Prometheus rules and Grafana use them):
+Names and labels are a contract (docs/design.md §8; Prometheus rules and Grafana use them):
 
     helpseek_decisions_total{outcome, reason, model_version}     counter
     helpseek_interventions_granted_total{model_version}          counter

@@ -1,4 +1,4 @@
-"""The budget-store contract (STYLE.md §8): one Protocol, two implementations, one test suite.
+"""The budget-store contract (docs/design.md, rule 8): one Protocol, two implementations, one test suite.
 
 A session's budget lives under a key hash-tagged ``{tenant:session}``. ``try_consume`` is the
 only mutation on the hot path and is atomic: it reads the remaining budget, decides whether
