@@ -120,7 +120,7 @@ def run_cell(
 
 
 def _budget(ctx: RunContext) -> int:
-    """The remaining budget at a decision point (the evaluation always runs with a budget)."""
+    """Return the remaining budget at a decision point (evaluation episodes always have one)."""
     if ctx.remaining_budget is None:
         raise ValueError("evaluation decide callbacks need a budgeted episode (budget=None)")
     return int(ctx.remaining_budget)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -220,7 +221,8 @@ def row_accuracy(mlp: MLP, rows: HelperRows, threshold: float) -> dict[str, floa
 
 def save_helper_npz(path: Path, mlp: MLP, stats: FeatureStats, budgets: list[int]) -> None:
     """Write a comparator helper (e.g. the Lagrangian one) as one ``.npz`` (no pickle)."""
-    np.savez(path, **mlp.to_arrays(), **stats.to_arrays(), budgets=np.asarray(budgets))
+    arrays: dict[str, Any] = {**mlp.to_arrays(), **stats.to_arrays(), "budgets": np.asarray(budgets)}
+    np.savez(path, **arrays)
 
 
 def load_helper_npz(path: Path, like: Helper) -> Helper:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -185,7 +186,7 @@ class OfflineQPolicy:
 
     def save(self, path: Path) -> Path:
         """Write the network and its constants to one ``.npz`` (no pickle)."""
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, Any] = {}
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"W{i}"], arrays[f"b{i}"] = w, b
         arrays.update(self.stats.to_arrays())

@@ -130,7 +130,8 @@ def fit(
     )  # fmt: skip
     prm = MLPPRM(mlp, stats)
     p_mlp = prm.score(test.features)[rows, test.action.astype(np.int64)]
-    np.savez(out / PRM_FILE, **prm.to_arrays())
+    arrays: dict[str, Any] = prm.to_arrays()
+    np.savez(out / PRM_FILE, **arrays)
 
     const = float(y_train.mean())
     report: dict[str, Any] = {

@@ -99,7 +99,7 @@ def helper_policy(helper: TypedHelper) -> TypedDecide:
     """Ask the typed helper with every type's remaining budget and the steps left."""
 
     def decide(ctx: DecisionContext) -> int:
-        left = [float(c) for c in ctx.remaining_per_type]  # type: ignore[union-attr]
+        left = [float(c or 0) for c in ctx.remaining_per_type or ()]
         return helper.decide(ctx.features, left, max(ctx.steps_left, 0)).action
 
     return decide
@@ -109,7 +109,7 @@ def one_type_policy(helper: TypedHelper, i: int) -> TypedDecide:
     """Play a one-type helper (trained on type i alone) as type i of the ladder."""
 
     def decide(ctx: DecisionContext) -> int:
-        left = [float(ctx.remaining_per_type[i])]  # type: ignore[index]
+        left = [float((ctx.remaining_per_type or [0] * (i + 1))[i] or 0)]
         return (i + 1) if helper.decide(ctx.features, left, max(ctx.steps_left, 0)).action else 0
 
     return decide

@@ -197,7 +197,7 @@ class BabyAIAdapter:
         self._t += 1
         self._history.append(int(action))
         if term:
-            return StepResult(terminated=True, truncated=False, success=reward > 0)
+            return StepResult(terminated=True, truncated=False, success=float(reward) > 0)
         try:
             self._suggest = int(self._bot.replan(int(action)))
         except self._box_error:

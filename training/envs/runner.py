@@ -67,7 +67,7 @@ class DecisionContext:
         return self._adapter.text()
 
 
-Decide = Callable[[DecisionContext], bool]
+Decide = Callable[[DecisionContext], bool | int]  # False/True, or an action index with rungs
 """A policy: the context -> intervene (bool) or, with several types, the action (int)."""
 
 N_RANDOM_ACTIONS = 6  # a noisy expert's uniform actions when the adapter has no n_actions
@@ -224,7 +224,7 @@ def _run_typed(
     m = len(rungs)
     if not rungs:
         raise ValueError("run_episode: rungs must hold at least one intervention type")
-    remaining = [None] * m if budgets is None else list(budgets)
+    remaining: list[int | None] = [None] * m if budgets is None else list(budgets)
     if len(remaining) != m:
         raise ValueError(f"run_episode: need one budget per rung ({m}), got {len(remaining)}")
     n_random = int(getattr(adapter, "n_actions", N_RANDOM_ACTIONS))
@@ -239,7 +239,7 @@ def _run_typed(
         feats = adapter.features()
         if ep.text is not None:
             ep.text.append(adapter.text())
-        afford = [i for i, r in enumerate(rungs) if remaining[i] is None or remaining[i] >= r.cost]
+        afford = [i for i, r in enumerate(rungs) if (c := remaining[i]) is None or c >= r.cost]
         action, prop = 0, 0.0
         if not afford:
             pass  # nothing left to ask for: proceed without asking
@@ -270,8 +270,9 @@ def _run_typed(
             ep.interventions += 1
             ep.by_type[action - 1] += 1  # type: ignore[index]
             ep.expert_steps += dur
-            if remaining[action - 1] is not None:
-                remaining[action - 1] -= rung.cost  # type: ignore[operator]
+            left = remaining[action - 1]
+            if left is not None:
+                remaining[action - 1] = left - rung.cost
         else:
             res = adapter.step(adapter.weak_action(rng))
             dur = 1
