@@ -27,8 +27,9 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from helpseek_client import HelpSeekClient, HelpSeekClientError
+from helpseek_client import HelpSeekClient, HelpSeekClientError, ModelInfo
 from training.envs import make_env
 from training.envs.runner import DecisionContext, episode_rng, run_episode
 
@@ -72,6 +73,7 @@ def run_agent(
     root_seed: int = 20_250_204,
     keep_episodes: bool = False,
     budgets: dict[str, int] | None = None,
+    explore: bool | float | None = None,
 ) -> Summary:
     """Play ``episodes`` episodes of ``env`` (task seeds ``seed``, ``seed + 1``, ...).
 
@@ -81,9 +83,17 @@ def run_agent(
     Every decision point asks the service; the request id is ``<session>-<t>``, so a retried
     question is never charged twice. A typed model takes ``budgets`` (one per type); a granted
     type's expert acts for that type's k steps.
+
+    ``explore=p`` (or True: the server's schedule) plays exploration sessions instead: the
+    service answers at random with probability p and logs it (training data for ``helpseek
+    export-log`` / ``train --log``); no model is needed, k and the cost are 1. Every decision
+    also sends the adapter's own state key (``state.key``).
     """
-    model = client.model()
     adapter = make_env(env)
+    if explore is not None:
+        return _run(client, adapter, env, None, episodes, budget, seed, root_seed,
+                    keep_episodes, None, explore)  # fmt: skip
+    model = client.model()
     names = model.raw.get("feature_names")
     if names is not None and list(names) != list(adapter.feature_names):
         raise SystemExit(
@@ -98,7 +108,20 @@ def run_agent(
         k, cost = 1, 0  # the agent keeps a granted type's expert acting for that type's k steps
     elif budgets is not None:
         raise SystemExit(f"the model {model.model_version} has one intervention type: use --budget")
-    out = Summary(env=adapter.spec, model_version=model.model_version, budget=budget,
+    return _run(client, adapter, env, model, episodes, budget, seed, root_seed, keep_episodes,
+                budgets, None, k, cost, type_k)  # fmt: skip
+
+
+def _run(
+    client: HelpSeekClient, adapter: Any, env: str, model: ModelInfo | None, episodes: int,
+    budget: int, seed: int, root_seed: int, keep_episodes: bool,
+    budgets: dict[str, int] | None, explore: bool | float | None,
+    k: int = 1, cost: int = 1, type_k: dict[str, int] | None = None,
+) -> Summary:  # fmt: skip
+    type_k = type_k or {}
+    version = model.model_version if model is not None else f"explore:{explore}"
+    horizon = model.horizon if model is not None else getattr(adapter, "horizon", None)
+    out = Summary(env=adapter.spec, model_version=version, budget=budget,
                   budgets=budgets, interventions_by_type=dict.fromkeys(type_k, 0))  # fmt: skip
     started = time.perf_counter()
     for i in range(episodes):
@@ -106,7 +129,7 @@ def run_agent(
         rng, dynamics = episode_rng(root_seed, task, 0)
         session = client.start_session(
             None if type_k else budget, budgets=budgets if type_k else None,
-            horizon=model.horizon, metadata={"env": env, "task": task},
+            horizon=horizon, metadata={"env": env, "task": task}, explore=explore,
         )  # fmt: skip
         sid = session.session_id
         seen = {"decisions": 0, "intervene": 0, "exhausted": 0, "degraded": 0, "novel": 0,
@@ -122,6 +145,7 @@ def run_agent(
                 features=ctx.features,
                 steps_left=ctx.steps_left,
                 request_id=f"{sid}-{ctx.t}",
+                state_key=ctx.state_key,
             )
             seen["decisions"] += 1
             seen["intervene"] += answer.intervene

@@ -30,6 +30,7 @@ __all__ = [
     "RetryPolicy",
     "decision_call",
     "new_request_id",
+    "outcome_call",
     "parse",
     "transport_error",
 ]
@@ -107,8 +108,13 @@ def session_call(
     ttl_s: float | None,
     horizon: int | None,
     metadata: Mapping[str, Any] | None,
+    explore: bool | float | None = None,
 ) -> Call:
-    """Describe ``POST /v1/sessions``: ``budget``, or ``budgets`` (one per type, typed models)."""
+    """Describe ``POST /v1/sessions``: ``budget``, or ``budgets`` (one per type, typed models).
+
+    ``explore=0.3`` starts an exploration session (intervene at random with probability 0.3);
+    ``explore=True`` lets the server pick p from its schedule.
+    """
     if (budget is None) == (budgets is None):
         raise ValueError("start_session: give exactly one of budget= or budgets=")
     body: dict[str, Any] = (
@@ -121,6 +127,10 @@ def session_call(
         body["horizon"] = int(horizon)
     if metadata is not None:
         body["metadata"] = dict(metadata)
+    if explore is True or explore is False:
+        body["explore"] = explore
+    elif explore is not None:
+        body["explore"] = {"p": float(explore)}
     return Call("POST", "/v1/sessions", body, {IDEMPOTENCY_HEADER: new_request_id()},
                 expect=(200, 201))  # fmt: skip
 
@@ -134,6 +144,8 @@ def decision_call(
     steps_left: int | None,
     request_id: str | None,
     remaining_budgets: Mapping[str, int] | None = None,
+    state_key: int | None = None,
+    action_taken: int | None = None,
 ) -> Call:
     """Describe ``POST /v1/should_intervene``; the request id doubles as Idempotency-Key."""
     if (features is None) == (text is None):
@@ -147,7 +159,11 @@ def decision_call(
     state: dict[str, Any] = (
         {"features": [float(x) for x in features]} if features is not None else {"text": text}
     )
+    if state_key is not None:
+        state["key"] = int(state_key)
     body: dict[str, Any] = {"request_id": rid, "step": int(step), "state": state}
+    if action_taken is not None:
+        body["action_taken"] = int(action_taken)
     if session_id is not None:
         body["session_id"] = session_id
     if remaining_budget is not None:
@@ -163,6 +179,15 @@ def decision_call(
         headers={IDEMPOTENCY_HEADER: rid},
         idempotent=True,
     )
+
+
+def outcome_call(session_id: str, success: bool, steps: int, action_taken: int | None) -> Call:
+    """Describe ``POST /v1/sessions/{id}/outcome`` (``action_taken``: the last decision's)."""
+    body: dict[str, Any] = {"success": bool(success), "steps": int(steps)}
+    if action_taken is not None:
+        body["action_taken"] = int(action_taken)
+    return Call("POST", f"/v1/sessions/{session_id}/outcome", body,
+                {IDEMPOTENCY_HEADER: new_request_id()}, expect=(200, 201, 202))  # fmt: skip
 
 
 def parse(call: Call, response: httpx.Response) -> Mapping[str, Any]:

@@ -20,11 +20,10 @@ import httpx
 from helpseek_client._calls import (
     API_KEY_HEADER,
     DEFAULT_TIMEOUT,
-    IDEMPOTENCY_HEADER,
     Call,
     RetryPolicy,
     decision_call,
-    new_request_id,
+    outcome_call,
     parse,
     session_call,
     transport_error,
@@ -100,13 +99,16 @@ class HelpSeekClient:
         ttl_s: float | None = None,
         horizon: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        explore: bool | float | None = None,
     ) -> Session:
         """Open an episode with ``budget`` interventions; the server then owns the budget.
 
         A typed model (``model().types``) takes ``budgets``: one budget per intervention type,
-        e.g. ``budgets={"hint": 3, "takeover": 1}``.
+        e.g. ``budgets={"hint": 3, "takeover": 1}``. ``explore=p`` starts an exploration
+        session (intervene at random with probability p, logged for training; no model
+        needed); ``explore=True`` takes p from the server's schedule.
         """
-        call = session_call(budget, budgets, ttl_s, horizon, metadata)
+        call = session_call(budget, budgets, ttl_s, horizon, metadata, explore)
         return Session.from_json(self._send(call))
 
     def should_intervene(
@@ -120,6 +122,8 @@ class HelpSeekClient:
         steps_left: int | None = None,
         request_id: str | None = None,
         remaining_budgets: Mapping[str, int] | None = None,
+        state_key: int | None = None,
+        action_taken: int | None = None,
     ) -> Decision:
         """Ask whether to intervene now; an intervention answer has already been charged.
 
@@ -136,19 +140,27 @@ class HelpSeekClient:
             steps_left,
             request_id,
             remaining_budgets,
+            state_key,
+            action_taken,
         )
         return Decision.from_json(self._send(call))
 
-    def report_outcome(self, session_id: str, *, success: bool, steps: int) -> SessionStatus:
-        """Close the episode with its outcome (feeds metrics and the decision log)."""
-        call = Call(
-            "POST",
-            f"/v1/sessions/{session_id}/outcome",
-            {"success": bool(success), "steps": int(steps)},
-            {IDEMPOTENCY_HEADER: new_request_id()},
-            expect=(200, 201, 202),
-        )
+    def report_outcome(
+        self, session_id: str, *, success: bool, steps: int, action_taken: int | None = None
+    ) -> SessionStatus:
+        """Close the episode with its outcome (feeds metrics and the decision log).
+
+        ``action_taken`` says what the agent did at the last decision when it did not follow
+        the answer (1 asked for help, 0 did not); ``should_intervene(action_taken=...)`` says
+        the same of the previous decision.
+        """
+        call = outcome_call(session_id, success, steps, action_taken)
         return SessionStatus.from_json(self._send(call), session_id)
+
+    def reload_model(self) -> Mapping[str, Any]:
+        """``POST /admin/reload``: serve the artifact now at the server's path (admin key)."""
+        call = Call("POST", "/admin/reload", None, {}, expect=(200,))
+        return self._send(call)
 
     def session(self, session_id: str) -> SessionStatus:
         """Return what the server knows about a session (budget left, outcome)."""

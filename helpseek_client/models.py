@@ -73,6 +73,7 @@ class Session:
     expires_at: datetime | None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     budgets: dict[str, int] | None = None  # typed models: the budget of every type
+    explore_p: float | None = None  # exploration sessions: the probability of intervening
 
     @staticmethod
     def from_json(body: Mapping[str, Any]) -> Session:
@@ -84,6 +85,7 @@ class Session:
             expires_at=_time(body.get("expires_at"), where),
             raw=dict(body),
             budgets=_budgets(body, "budgets", where),
+            explore_p=None if body.get("explore_p") is None else float(body["explore_p"]),
         )
 
 
@@ -94,7 +96,7 @@ class Decision:
     intervene: bool  # ask for the intervention now
     probability: float  # the helper's P(intervening is optimal)
     remaining_budget: int | None  # budget left after this answer (None if the server kept none)
-    reason: str  # helper | budget_exhausted | fail_open | fail_closed
+    reason: str  # helper | explore | budget_exhausted | fail_open | fail_closed
     model_version: str  # artifact id that answered
     degraded: bool  # the budget store was unreachable; the fail mode decided
     novel: bool  # the state looks unlike the training data
