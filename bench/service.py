@@ -84,7 +84,8 @@ async def decrement(body: Body) -> dict:
 def write_bench_artifact(directory: Path, dim: int = 16, hidden: int = 64) -> Path:
     """A features artifact with a random 2-hidden-layer MLP (the realistic helper size)."""
     from helpseek_core.artifact import write_artifact
-    from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats
+    from helpseek_core.helper import HELPER_FILE, FeatureStats
+    from helpseek_core.mlp import MLP
 
     rng = np.random.default_rng(0)
     stats = FeatureStats.fit(rng.normal(size=(2048, dim)))

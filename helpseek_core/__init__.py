@@ -14,6 +14,7 @@ Where each piece lives (one module per job):
 ``labels``             optimal-action labels for logged (t, s) from either solver
 ``occupancy``          forward occupancy of a budgeted policy: its intervention rate
 ``prm``                PRM inference: tabular Monte-Carlo and numpy MLP
+``mlp``                the numpy MLP every shipped network runs on
 ``helper``             helper inference (numpy MLP), input encoding, novelty, decide()
 ``baselines``          the registry of baseline policies and their calibration
 ``metrics``            success CI, PGR, APGR, CPT, oracle ratio, violations, ECE/Brier/AUROC

@@ -30,7 +30,8 @@ import numpy as np
 
 from helpseek_core.artifact import Artifact
 from helpseek_core.errors import ArtifactSchemaError, InputError, ShapeError
-from helpseek_core.helper import MLP, FeatureStats
+from helpseek_core.helper import FeatureStats
+from helpseek_core.mlp import MLP
 from helpseek_core.types import StepLog
 
 __all__ = ["MLPPRM", "PRM_FILE", "TabularPRM"]

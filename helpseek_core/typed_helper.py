@@ -1,6 +1,6 @@
 """The typed helper: "which help, if any, now?" from (features, remaining budget of every type, steps left).
 
-One multi-class MLP (:class:`~helpseek_core.helper.MLP` with 1 + m outputs: proceed, type 1,
+One multi-class MLP (:class:`~helpseek_core.mlp.MLP` with 1 + m outputs: proceed, type 1,
 .., type m) trained on the labels of :func:`helpseek_core.typed.label_typed`. Input encoding
 (:func:`encode_typed_inputs`), shared by trainer, evaluator and service::
 
@@ -27,7 +27,8 @@ import numpy as np
 
 from helpseek_core.artifact import Artifact
 from helpseek_core.errors import ArtifactSchemaError, BudgetError, ShapeError
-from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats
+from helpseek_core.helper import HELPER_FILE, FeatureStats
+from helpseek_core.mlp import MLP
 
 __all__ = [
     "InterventionType",

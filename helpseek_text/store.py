@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from helpseek_core.helper import MLP, FeatureStats, Helper
+from helpseek_core.helper import FeatureStats, Helper
+from helpseek_core.mlp import MLP
 from helpseek_core.prm import MLPPRM
 from helpseek_text.config import TextModelConfig
 from helpseek_text.encoders import Encoder, build_encoder

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from helpseek_core.helper import MLP, FeatureStats, Helper, encode_inputs
+from helpseek_core.helper import FeatureStats, Helper, encode_inputs
+from helpseek_core.mlp import MLP
 from helpseek_core.prm import MLPPRM
 from helpseek_text.config import TextModelConfig
 from helpseek_text.encoders import Encoder, build_encoder, check_texts

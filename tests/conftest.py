@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from helpseek_core.artifact import write_artifact
-from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats
+from helpseek_core.helper import HELPER_FILE, FeatureStats
+from helpseek_core.mlp import MLP
 
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 BUDGET_W, READY_W, LEFT_W = 0.5, 0.25, 0.5  # write_test_artifact's weights on the budget inputs

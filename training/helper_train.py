@@ -15,7 +15,7 @@ labels: for a target budget C its policy depends on (t, s) only, so its budget i
 *starting* budget C of the episode (constant within an episode), for C in ``budgets``.
 
 Training itself is ``training.mlp.fit_mlp`` (torch, CPU); the result is a
-:class:`helpseek_core.helper.MLP` in numpy.
+:class:`helpseek_core.mlp.MLP` in numpy.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from helpseek_core.errors import ShapeError
-from helpseek_core.helper import MLP, FeatureStats, Helper, encode_inputs
+from helpseek_core.helper import FeatureStats, Helper, encode_inputs
 from helpseek_core.labels import label_budgeted, label_lagrangian, labelable
+from helpseek_core.mlp import MLP
 from helpseek_core.types import BudgetedSolution, LagrangianSolution, StepLog, TabularModel
 
 __all__ = [

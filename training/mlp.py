@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from helpseek_core.helper import MLP
+from helpseek_core.mlp import MLP
 
 __all__ = ["class_weights", "fit_mlp", "fit_mlp_classes", "to_core_mlp"]
 

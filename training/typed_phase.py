@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from helpseek_core.errors import ShapeError
-from helpseek_core.helper import MLP, FeatureStats
+from helpseek_core.helper import FeatureStats
+from helpseek_core.mlp import MLP
 from helpseek_core.typed import TypedModel, TypedSolution, estimate_typed, label_typed
 from helpseek_core.typed_helper import InterventionType, TypedHelper, encode_typed_inputs
 from helpseek_core.types import StepLog

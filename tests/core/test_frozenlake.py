@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from helpseek_core.budgeted import solve_budgeted
+from helpseek_core.exact import evaluate_policy, model_from_policies
+
 # tests/core runs on a core-only install (numpy/scipy): these two checks need the extras
 gym = pytest.importorskip("gymnasium")
 mdptoolbox = pytest.importorskip("mdptoolbox.mdp")
-
-from helpseek_core.budgeted import solve_budgeted
-from helpseek_core.exact import evaluate_policy, model_from_policies
 
 EPS = 0.2
 CMAX = 3

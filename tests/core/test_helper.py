@@ -5,7 +5,6 @@ from helpseek_core.artifact import load_artifact, write_artifact
 from helpseek_core.errors import ArtifactSchemaError, BudgetError, ShapeError
 from helpseek_core.helper import (
     HELPER_FILE,
-    MLP,
     Z_MAX,
     FeatureStats,
     Helper,
@@ -13,6 +12,7 @@ from helpseek_core.helper import (
     encode_inputs,
     score_states,
 )
+from helpseek_core.mlp import MLP
 
 
 def random_mlp(rng, in_dim, hidden=(8, 4)):

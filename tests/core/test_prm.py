@@ -3,7 +3,8 @@ import pytest
 
 from helpseek_core.artifact import load_artifact, write_artifact
 from helpseek_core.errors import ArtifactSchemaError, InputError, ShapeError
-from helpseek_core.helper import MLP, FeatureStats
+from helpseek_core.helper import FeatureStats
+from helpseek_core.mlp import MLP
 from helpseek_core.prm import MLPPRM, PRM_FILE, TabularPRM
 from helpseek_core.types import StepLog
 

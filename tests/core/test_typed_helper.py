@@ -7,7 +7,8 @@ import pytest
 
 from helpseek_core.artifact import load_artifact, write_artifact
 from helpseek_core.errors import ArtifactSchemaError, BudgetError, ShapeError
-from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats
+from helpseek_core.helper import HELPER_FILE, FeatureStats
+from helpseek_core.mlp import MLP
 from helpseek_core.typed_helper import (
     InterventionType,
     TypedHelper,

@@ -22,7 +22,8 @@ import httpx
 import numpy as np
 
 from helpseek_core.artifact import write_artifact
-from helpseek_core.helper import HELPER_FILE, MLP, FeatureStats
+from helpseek_core.helper import HELPER_FILE, FeatureStats
+from helpseek_core.mlp import MLP
 
 __all__ = [
     "REPO",

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpseek_core.helper import MLP, FeatureStats, Helper, Scored, encode_inputs
+from helpseek_core.helper import FeatureStats, Helper, Scored, encode_inputs
+from helpseek_core.mlp import MLP
 from service.decisions import _plan, encode_answer
 from service.schemas import DecisionResponse
 
