@@ -108,13 +108,14 @@ def run_loop(
     helper = run_agent(client, env, episodes=episodes, budget=budget)
     never = run_agent(client, env, episodes=episodes, budget=budget, explore=0.0)
     rate = helper.interventions / max(helper.episodes, 1)
-    # random at matched usage: one calibration pass, then p scaled to the helper's usage
+    # random at matched usage: p per decision scaled until its interventions match the helper's
     p = min(rate / max(never.decisions / max(never.episodes, 1), 1.0), 1.0)
-    probe = run_agent(client, env, episodes=max(episodes // 5, 20), budget=budget, explore=p,
-                      seed=2_000_000)  # fmt: skip
-    used = probe.interventions / max(probe.episodes, 1)
-    if used > 0:
-        p = min(p * rate / used, 1.0)
+    for r in range(2):  # two proportional corrections on probe episodes (other seeds)
+        probe = run_agent(client, env, episodes=max(episodes // 5, 20), budget=budget,
+                          explore=p, seed=2_000_000 + 100_000 * r)  # fmt: skip
+        used = probe.interventions / max(probe.episodes, 1)
+        if used > 0:
+            p = min(p * rate / used, 1.0)
     rand = run_agent(client, env, episodes=episodes, budget=budget, explore=p)
     cells = {"never": _cell(never), "random_matched": {**_cell(rand), "p": p},
              "helper": _cell(helper)}  # fmt: skip
