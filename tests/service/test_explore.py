@@ -250,3 +250,14 @@ async def test_a_missing_artifact_still_refuses_to_start_by_default(tmp_path: Pa
     with pytest.raises(Exception, match="manifest|artifact|No such"):
         async with running_app(artifact=tmp_path / "missing"):
             pass
+
+
+async def test_sdk_builds_the_explore_fields() -> None:
+    from helpseek_client._calls import decision_call, outcome_call, session_call
+
+    assert session_call(2, None, None, None, None, 0.3).body == {"budget": 2, "explore": {"p": 0.3}}
+    assert session_call(2, None, None, None, None, True).body == {"budget": 2, "explore": True}
+    assert "explore" not in (session_call(2, None, None, None, None).body or {})
+    body = decision_call("s", 3, [1.0], None, None, None, "r", None, -5, 1).body or {}
+    assert body["state"] == {"features": [1.0], "key": -5} and body["action_taken"] == 1
+    assert outcome_call("s", True, 4, 0).body == {"success": True, "steps": 4, "action_taken": 0}
