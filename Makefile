@@ -34,8 +34,9 @@ test: install  ## install, make sure Redis (and promtool/prometheus) are here, r
 test-fast: install  ## core + the in-process service (no Redis, no servers): under 30 s
 	$(BIN)/python -m pytest -x tests/core tests/service/test_api.py tests/service/test_budget_store.py -k "not redis"
 
-lint: install
+lint: install  ## ruff (lint + format check), mypy over every package, import-linter contracts
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -58,10 +58,15 @@ def measure(
     collect._ADAPTERS.clear()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = CollectConfig(
-            env=DOORKEY if env == "doorkey" else env, out=Path(tmp),
-            train_seeds=tuple(range(seeds)), test_seeds=(), episodes_per_seed=per_seed,
-            workers=workers, progress=False, backend=backend,  # type: ignore[arg-type]
-        )  # fmt: skip
+            env=DOORKEY if env == "doorkey" else env,
+            out=Path(tmp),
+            train_seeds=tuple(range(seeds)),
+            test_seeds=(),
+            episodes_per_seed=per_seed,
+            workers=workers,
+            progress=False,
+            backend=backend,  # type: ignore[arg-type]
+        )
         t0 = time.perf_counter()
         collect.main(cfg, log=lambda _: None)
         wall = time.perf_counter() - t0
@@ -94,19 +99,52 @@ def loopback_cluster(nodes: int, cpus: int = 1) -> Iterator[str]:
     ports = _free_ports(2 + 6 * nodes)
     address = f"127.0.0.1:{ports[0]}"
     ray_bin = str(Path(sys.executable).parent / "ray")
-    names = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")  # fmt: skip
+    names = (
+        "--node-manager-port",
+        "--object-manager-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+        "--metrics-export-port",
+    )
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(nodes):
-            own = [a for n, p in zip(names, ports[2 + 6 * i : 8 + 6 * i], strict=True)
-                   for a in (n, str(p))]  # fmt: skip
-            head = ["--head", "--port", str(ports[0]), "--include-dashboard", "false",
-                    "--ray-client-server-port", str(ports[1]), "--temp-dir", temp]  # fmt: skip
-            cmd = [ray_bin, "start", *(head if i == 0 else ["--address", address]), *own,
-                   "--block", "--num-cpus", str(cpus), "--disable-usage-stats"]  # fmt: skip
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+            own = [
+                a
+                for n, p in zip(names, ports[2 + 6 * i : 8 + 6 * i], strict=True)
+                for a in (n, str(p))
+            ]
+            head = [
+                "--head",
+                "--port",
+                str(ports[0]),
+                "--include-dashboard",
+                "false",
+                "--ray-client-server-port",
+                str(ports[1]),
+                "--temp-dir",
+                temp,
+            ]
+            cmd = [
+                ray_bin,
+                "start",
+                *(head if i == 0 else ["--address", address]),
+                *own,
+                "--block",
+                "--num-cpus",
+                str(cpus),
+                "--disable-usage-stats",
+            ]
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             while i == 0:
                 try:
                     socket.create_connection(("127.0.0.1", ports[0]), 1).close()
@@ -140,8 +178,10 @@ def ray_cluster_bench(envs: list[str], as_json: bool) -> None:
             with loopback_cluster(nodes) as address:
                 os.environ["RAY_ADDRESS"] = address
                 load = os.getloadavg()[0]
-                row[f"nodes{nodes}"] = {**measure(env, seeds, per_seed, 2, "ray"),
-                                        "load_before": round(load, 2)}  # fmt: skip
+                row[f"nodes{nodes}"] = {
+                    **measure(env, seeds, per_seed, 2, "ray"),
+                    "load_before": round(load, 2),
+                }
                 del os.environ["RAY_ADDRESS"]
         one, two = row["nodes1"], row["nodes2"]
         row["ratio"] = round(two["episodes_per_s"] / one["episodes_per_s"], 2)  # type: ignore[index]
@@ -154,8 +194,12 @@ def ray_cluster_bench(envs: list[str], as_json: bool) -> None:
                 flush=True,
             )
     if as_json:
-        print(json.dumps({"cpus": os.cpu_count(), "loadavg_after": os.getloadavg(),
-                          "results": rows}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {"cpus": os.cpu_count(), "loadavg_after": os.getloadavg(), "results": rows},
+                indent=2,
+            )
+        )
     else:
         print(f"load average after the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
@@ -165,8 +209,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs, 4 environments")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--envs", default=None, help="comma-separated presets")
-    parser.add_argument("--ray-cluster", action="store_true",
-                        help="--backend ray on an existing 1- vs 2-node loopback cluster")  # fmt: skip
+    parser.add_argument(
+        "--ray-cluster",
+        action="store_true",
+        help="--backend ray on an existing 1- vs 2-node loopback cluster",
+    )
     ns = parser.parse_args()
     if ns.ray_cluster:
         ray_cluster_bench(ns.envs.split(",") if ns.envs else ["taxi", "doorkey"], ns.json)

@@ -104,9 +104,11 @@ def mdptoolbox_values(model: TabularModel, cmax: int) -> np.ndarray:
             vals += [m.data, model.succ[a] + model.fail[a]]
             rewards[np.arange(s_n) * c_n + c, a] = model.succ[a]
         rows.append([term]), cols.append([term]), vals.append([1.0])
-        mats.append(sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        ))  # fmt: skip
+        mats.append(
+            sp.csr_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+            )
+        )
     # pymdptoolbox 4.0b3 validates sparse P in O(n^2) memory (``P >= 0`` and row sums of shape
     # (n, 1) minus (n,) both go dense): 215 GiB at n = 170,001. Skip its check above 5,000
     # augmented states (TabularModel already checked the same rows).
@@ -115,7 +117,9 @@ def mdptoolbox_values(model: TabularModel, cmax: int) -> np.ndarray:
         mdptoolbox.util.check = lambda *_: None
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")  # it warns (and prints) that discount 1 may not converge
+            warnings.simplefilter(
+                "ignore"
+            )  # it warns (and prints) that discount 1 may not converge
             fh = mdptoolbox.mdp.FiniteHorizon(mats, rewards, 1.0, model.horizon)
             fh.run()
     finally:
@@ -159,22 +163,34 @@ def run_case(nnz: int, cmax: int, horizon: int, with_toolbox: bool, with_memory:
     t32v, _ = timed(lambda: solve_budgeted(model, cmax, dtype=np.float32, with_usage=False))
     tst, (v_st, pol_st) = timed(lambda: straightforward(model, cmax))  # type: ignore[misc]
     row.update(
-        ours64_s=round(t64, 3), ours32_s=round(t32, 3), ours32v_s=round(t32v, 3),
-        straight_s=round(tst, 3), ours64_ups=work / t64, ours32_ups=work / t32,
-        ours32v_ups=work / t32v, straight_ups=work / tst,
-        ratio64=tst / t64, ratio32=tst / t32, ratio32v=tst / t32v,
-        max_diff_straight=float(np.abs(v64 - v_st).max()), max_diff_f32=diff32,
+        ours64_s=round(t64, 3),
+        ours32_s=round(t32, 3),
+        ours32v_s=round(t32v, 3),
+        straight_s=round(tst, 3),
+        ours64_ups=work / t64,
+        ours32_ups=work / t32,
+        ours32v_ups=work / t32v,
+        straight_ups=work / tst,
+        ratio64=tst / t64,
+        ratio32=tst / t32,
+        ratio32v=tst / t32v,
+        max_diff_straight=float(np.abs(v64 - v_st).max()),
+        max_diff_f32=diff32,
         policy_equal=bool(np.array_equal(pol64, pol_st)),
-    )  # fmt: skip
+    )
     del pol64, pol_st
     if with_memory:
-        row["ours32_peak_mb"] = round(peak_mb(lambda: solve_budgeted(model, cmax, dtype=np.float32)), 1)
+        row["ours32_peak_mb"] = round(
+            peak_mb(lambda: solve_budgeted(model, cmax, dtype=np.float32)), 1
+        )
     if with_toolbox:
         ttb, v_tb = timed(lambda: mdptoolbox_values(model, cmax))
         row.update(
-            mdptoolbox_s=round(ttb, 3), mdptoolbox_ups=work / ttb, ratio_toolbox64=ttb / t64,
+            mdptoolbox_s=round(ttb, 3),
+            mdptoolbox_ups=work / ttb,
+            ratio_toolbox64=ttb / t64,
             max_diff_toolbox=float(np.abs(v64 - v_tb).max()),
-        )  # fmt: skip
+        )
     return row
 
 
@@ -202,9 +218,15 @@ def typed_case(nnz: int = 1_000_000, cmax: int = 5, horizon: int = 200) -> dict:
     a = random_model(nnz, horizon)
     other = random_model(nnz, horizon, seed=1)
     b = TabularModel(
-        a.state_keys, (a.trans[0], other.trans[1]), np.stack([a.succ[0], other.succ[1]]),
-        np.stack([a.fail[0], other.fail[1]]), a.start, horizon, 1, 1,
-    )  # fmt: skip
+        a.state_keys,
+        (a.trans[0], other.trans[1]),
+        np.stack([a.succ[0], other.succ[1]]),
+        np.stack([a.fail[0], other.fail[1]]),
+        a.start,
+        horizon,
+        1,
+        1,
+    )
     typed = TypedModel((a, b), ("a", "b"))
     t2, sol = timed(lambda: solve_typed(typed, [cmax, cmax]))
     cells = (cmax + 1) ** 2
@@ -212,11 +234,14 @@ def typed_case(nnz: int = 1_000_000, cmax: int = 5, horizon: int = 200) -> dict:
     return {
         "nnz_per_type": a.trans[0].nnz + a.trans[1].nnz,
         "nnz_distinct": a.trans[0].nnz + a.trans[1].nnz + b.trans[1].nnz,
-        "states": a.n_states, "H": horizon, "cmax": [cmax, cmax], "typed_s": round(t2, 3),
+        "states": a.n_states,
+        "H": horizon,
+        "cmax": [cmax, cmax],
+        "typed_s": round(t2, 3),
         "one_type_same_cells_s": round(t1, 3),
         "success_at_cmax": float(sol.success[cmax, cmax]),  # type: ignore[attr-defined]
         "peak_mb": round(peak_mb(lambda: solve_typed(typed, [cmax, cmax])), 1),
-    }  # fmt: skip
+    }
 
 
 def fmt(x: float) -> str:
@@ -247,10 +272,14 @@ def main() -> None:
             print(f"done nnz={row['nnz']} cmax={cmax} H={horizon}", flush=True)
     meta = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-        "repeats": REPEATS, "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "repeats": REPEATS,
+        "load_average_before": load_before,
+        "load_average_after": round(os.getloadavg()[0], 2),
         "throughput": "nnz(P0)+nnz(P1) x (Cmax+1) x H / s",
-    }  # fmt: skip
+    }
     if ns.json:
         print(json.dumps({**meta, "results": rows}))
         return
@@ -264,9 +293,10 @@ def main() -> None:
     print("-" * len(head))
     for r in rows:
         tb = (
-            f"{r['mdptoolbox_s']:>9.2f} {r['max_diff_toolbox']:>6.0e}" if "mdptoolbox_s" in r
+            f"{r['mdptoolbox_s']:>9.2f} {r['max_diff_toolbox']:>6.0e}"
+            if "mdptoolbox_s" in r
             else f"{'-':>9} {'-':>6}"
-        )  # fmt: skip
+        )
         print(
             f"{r['nnz']:>9} {r['states']:>7} {r['cmax']:>4} {r['H']:>4} | "
             f"{r['ours32_s']:>8.2f} {fmt(r['ours32_ups']):>8} {r['ours32_peak_mb']:>5.0f} | "
@@ -276,14 +306,20 @@ def main() -> None:
             f"{r['ratio32']:>5.2f} {r['ratio32v']:>5.2f} {r['ratio64']:>5.2f} | {tb}"
         )
     worst = max(max(r["max_diff_straight"], r.get("max_diff_toolbox", 0.0)) for r in rows)
-    print("\nx32 / x32v / x64 = straightforward time / ours (> 1: ours faster). ours32 and ours64 "
-          "also compute usage; ours32v and straightforward compute values and policy only. "
-          "MB = tracemalloc peak of the ours32 solve.")  # fmt: skip
-    print(f"largest |V_ours64 - V_other| over all cases: {worst:.1e}; "
-          f"largest |V_32 - V_64|: {max(r['max_diff_f32'] for r in rows):.1e}; "
-          f"policies equal to straightforward: {all(r['policy_equal'] for r in rows)}")  # fmt: skip
-    print(f"best of {REPEATS} runs per timing; {meta['machine']}; numpy {meta['numpy']}, scipy {meta['scipy']}; "
-          f"load average (1 min) before / after: {load_before} / {meta['load_average_after']}")  # fmt: skip
+    print(
+        "\nx32 / x32v / x64 = straightforward time / ours (> 1: ours faster). ours32 and ours64 "
+        "also compute usage; ours32v and straightforward compute values and policy only. "
+        "MB = tracemalloc peak of the ours32 solve."
+    )
+    print(
+        f"largest |V_ours64 - V_other| over all cases: {worst:.1e}; "
+        f"largest |V_32 - V_64|: {max(r['max_diff_f32'] for r in rows):.1e}; "
+        f"policies equal to straightforward: {all(r['policy_equal'] for r in rows)}"
+    )
+    print(
+        f"best of {REPEATS} runs per timing; {meta['machine']}; numpy {meta['numpy']}, scipy {meta['scipy']}; "
+        f"load average (1 min) before / after: {load_before} / {meta['load_average_after']}"
+    )
 
 
 if __name__ == "__main__":

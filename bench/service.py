@@ -96,10 +96,15 @@ def write_bench_artifact(directory: Path, dim: int = 16, hidden: int = 64) -> Pa
     )
     bs = tuple(np.zeros(b, np.float32) for b in sizes[1:])
     manifest = {
-        "artifact_id": "bench-v1", "created_at": "2026-11-25T00:00:00Z", "kind": "features",
+        "artifact_id": "bench-v1",
+        "created_at": "2026-11-25T00:00:00Z",
+        "kind": "features",
         "feature_schema": {"names": [f"f{i}" for i in range(dim)], "dim": dim},
-        "cmax": 10, "horizon": 100, "k": 1, "cost": 1,
-    }  # fmt: skip
+        "cmax": 10,
+        "horizon": 100,
+        "k": 1,
+        "cost": 1,
+    }
     return write_artifact(
         directory, manifest, {HELPER_FILE: {**MLP(ws, bs).to_arrays(), **stats.to_arrays()}}
     )
@@ -163,8 +168,11 @@ class Target:
 def measured(requests: int, cpu: float, gen: float, red: float) -> dict[str, float]:
     """Per-request CPU figures from CPU-second deltas (server tree, generator, Redis)."""
     n = max(requests, 1)
-    return {"server_cpu_us_per_request": cpu / n * 1e6, "generator_cpu_us_per_request": gen / n * 1e6,
-            "redis_cpu_us_per_request": red / n * 1e6}  # fmt: skip
+    return {
+        "server_cpu_us_per_request": cpu / n * 1e6,
+        "generator_cpu_us_per_request": gen / n * 1e6,
+        "redis_cpu_us_per_request": red / n * 1e6,
+    }
 
 
 async def load(t: Target, connections: int, seconds: float, rid_tag: str) -> dict[str, float]:
@@ -210,16 +218,33 @@ async def load(t: Target, connections: int, seconds: float, rid_tag: str) -> dic
     cpu, gen, red = tree_cpu_s(t.pid) - cpu0, time.process_time() - gen0, redis_cpu_s() - red0
     lat = np.array(latencies) * 1000
     return {
-        "requests": len(lat), "errors": errors, "rps": len(lat) / elapsed,
-        "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-        **measured(len(lat), cpu, gen, red), "busiest_share": busiest_share(split),
-    }  # fmt: skip
+        "requests": len(lat),
+        "errors": errors,
+        "rps": len(lat) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        **measured(len(lat), cpu, gen, red),
+        "busiest_share": busiest_share(split),
+    }
 
 
 def run_wrk(t: Target, args: list[str], connections: int, seconds: int, threads: int) -> dict:
     """One wrk run: the JSON line that bench/wrk/<name>.lua's done() prints (latencies in us)."""
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
-           "-s", str(WRK_DIR / f"{t.name}.lua"), f"http://127.0.0.1:{t.port}{t.path}", *args]  # fmt: skip
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(WRK_DIR / f"{t.name}.lua"),
+        f"http://127.0.0.1:{t.port}{t.path}",
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     split = connection_split(t.port, t.pid)
@@ -241,11 +266,14 @@ def load_wrk(
     w = run_wrk(t, [*fixed, *tags], connections, max(1, round(seconds)), threads)
     cpu, gen, red = tree_cpu_s(t.pid) - cpu0, children_cpu_s() - gen0, redis_cpu_s() - red0
     return {
-        "requests": w["requests"], "errors": w["non2xx"] + w["socket_errors"],
+        "requests": w["requests"],
+        "errors": w["non2xx"] + w["socket_errors"],
         "rps": w["requests"] / (w["duration_us"] / 1e6),
-        "p50_ms": w["p50_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
-        **measured(w["requests"], cpu, gen, red), "busiest_share": w["busiest_share"],
-    }  # fmt: skip
+        "p50_ms": w["p50_us"] / 1000,
+        "p99_ms": w["p99_us"] / 1000,
+        **measured(w["requests"], cpu, gen, red),
+        "busiest_share": w["busiest_share"],
+    }
 
 
 def connection_split(port: int, master: int) -> list[int]:
@@ -311,11 +339,18 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--generator", choices=("wrk", "httpx"), default=None,
-                    help="load generator (default: wrk when on PATH, else httpx)")  # fmt: skip
+    ap.add_argument(
+        "--generator",
+        choices=("wrk", "httpx"),
+        default=None,
+        help="load generator (default: wrk when on PATH, else httpx)",
+    )
     ap.add_argument("--wrk-threads", type=int, default=1)
-    ap.add_argument("--request-ids", action="store_true",
-                    help="a distinct request_id on every service request (idempotency records)")  # fmt: skip
+    ap.add_argument(
+        "--request-ids",
+        action="store_true",
+        help="a distinct request_id on every service request (idempotency records)",
+    )
     args = ap.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 9.0)
     generator = args.generator or ("wrk" if shutil.which("wrk") else "httpx")
@@ -328,55 +363,96 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     rounds: dict[str, list[dict[str, float]]] = {"baseline": [], "service": []}
     results: dict[str, object] = {
-        "connections": args.connections, "seconds": seconds, "workers": args.workers,
-        "generator": generator, "wrk_threads": args.wrk_threads if generator == "wrk" else None,
-        "request_ids": args.request_ids, "load_average_before": os.getloadavg()[0],
-    }  # fmt: skip
+        "connections": args.connections,
+        "seconds": seconds,
+        "workers": args.workers,
+        "generator": generator,
+        "wrk_threads": args.wrk_threads if generator == "wrk" else None,
+        "request_ids": args.request_ids,
+        "load_average_before": os.getloadavg()[0],
+    }
     try:
         with tempfile.TemporaryDirectory() as tmp:
             art = write_bench_artifact(Path(tmp) / "artifact")
-            base_env = {k: v for k, v in os.environ.items()
-                        if not k.startswith("HELPSEEK_") and k != "PROMETHEUS_MULTIPROC_DIR"}  # fmt: skip
+            base_env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("HELPSEEK_") and k != "PROMETHEUS_MULTIPROC_DIR"
+            }
             # --- baseline: FastAPI + one Lua decrement
             bport = free_port()
             benv = {**base_env, "BENCH_REDIS_URL": REDIS_URL, "BENCH_PREFIX": prefix}
             (Path(tmp) / "helpseek_bench_baseline.py").write_text(BASELINE_SOURCE)
-            cmd = [sys.executable, "-m", "uvicorn", "helpseek_bench_baseline:app", "--app-dir", tmp,
-                   "--host", "127.0.0.1", "--port", str(bport), "--workers", str(args.workers), "--log-level", "warning"]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "helpseek_bench_baseline:app",
+                "--app-dir",
+                tmp,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bport),
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "warning",
+            ]
             procs.append(start(cmd, benv, bport, "/docs"))
             keys = [f"b{i}" for i in range(args.connections)]
             for k in keys:
                 r.set(prefix + k, 10**9)
             # --- the service: 2 workers, Redis store
             sport = free_port()
-            senv = {**base_env, "HELPSEEK_PORT": str(sport), "HELPSEEK_ARTIFACT": str(art), "HELPSEEK_REDIS_URL": REDIS_URL,
-                    "HELPSEEK_REDIS_KEY_PREFIX": prefix, "HELPSEEK_WORKERS": str(args.workers), "HELPSEEK_LOG_LEVEL": "warning",
-                    "PROMETHEUS_MULTIPROC_DIR": str(Path(tmp) / "prom")}  # fmt: skip
+            senv = {
+                **base_env,
+                "HELPSEEK_PORT": str(sport),
+                "HELPSEEK_ARTIFACT": str(art),
+                "HELPSEEK_REDIS_URL": REDIS_URL,
+                "HELPSEEK_REDIS_KEY_PREFIX": prefix,
+                "HELPSEEK_WORKERS": str(args.workers),
+                "HELPSEEK_LOG_LEVEL": "warning",
+                "PROMETHEUS_MULTIPROC_DIR": str(Path(tmp) / "prom"),
+            }
             procs.append(start([sys.executable, "-m", "service"], senv, sport, "/readyz"))
             rng = np.random.default_rng(1)
             bodies = []
             for _ in range(args.connections):
-                sid = httpx.post(f"http://127.0.0.1:{sport}/v1/sessions", json={"budget": 10_000}).json()["session_id"]  # fmt: skip
+                sid = httpx.post(
+                    f"http://127.0.0.1:{sport}/v1/sessions", json={"budget": 10_000}
+                ).json()["session_id"]
                 feats = rng.normal(size=16).round(4).tolist()
                 bodies.append({"session_id": sid, "step": 0, "state": {"features": feats}})
             base_file, svc_file = Path(tmp) / "baseline.txt", Path(tmp) / "service.txt"
             base_file.write_text("".join(f'{{"session_id": "{k}"}}\n' for k in keys))
-            svc_file.write_text("".join(
-                json.dumps({k: v for k, v in b.items() if k != "step"})[:-1] + ', "step":\n' for b in bodies
-            ))  # fmt: skip
+            svc_file.write_text(
+                "".join(
+                    json.dumps({k: v for k, v in b.items() if k != "step"})[:-1] + ', "step":\n'
+                    for b in bodies
+                )
+            )
             targets = [
-                Target("baseline", bport, "/decrement", procs[0].pid, [{"session_id": k} for k in keys], base_file),
+                Target(
+                    "baseline",
+                    bport,
+                    "/decrement",
+                    procs[0].pid,
+                    [{"session_id": k} for k in keys],
+                    base_file,
+                ),
                 Target("service", sport, "/v1/should_intervene", procs[1].pid, bodies, svc_file),
-            ]  # fmt: skip
+            ]
             # alternate rounds so background load on a shared machine hits both alike
             for rnd in range(ROUNDS):
                 for t in targets:
                     tag = f"r{rnd}" if args.request_ids and t.name == "service" else ""
                     each = seconds / ROUNDS
                     rounds[t.name].append(
-                        asyncio.run(load(t, args.connections, each, tag)) if generator == "httpx"
+                        asyncio.run(load(t, args.connections, each, tag))
+                        if generator == "httpx"
                         else load_wrk(t, args.connections, each, args.wrk_threads, tag)
-                    )  # fmt: skip
+                    )
     finally:
         stop(procs)
         if keys := list(r.scan_iter(match=prefix + "*", count=1000)):
@@ -402,15 +478,21 @@ def main() -> None:
         print(json.dumps(results))
         return
     gen = generator + (f" ({args.wrk_threads} thread)" if generator == "wrk" else "")
-    print(f"{args.connections} connections, {seconds:.0f} s each in {ROUNDS} alternating rounds (medians), "
-          f"{args.workers} workers, generator {gen}, Redis {REDIS_URL}, load average "
-          f"{results['load_average_before']:.2f} before / {results['load_average_after']:.2f} after")  # fmt: skip
+    print(
+        f"{args.connections} connections, {seconds:.0f} s each in {ROUNDS} alternating rounds (medians), "
+        f"{args.workers} workers, generator {gen}, Redis {REDIS_URL}, load average "
+        f"{results['load_average_before']:.2f} before / {results['load_average_after']:.2f} after"
+    )
     for name, m in stats.items():
-        print(f"  {name:9s} {m['rps']:6.0f} req/s   CPU us/req: server {m['server_cpu_us_per_request']:4.0f}   "
-              f"generator {m['generator_cpu_us_per_request']:4.0f}   Redis {m['redis_cpu_us_per_request']:3.0f}   "
-              f"p50 {m['p50_ms']:6.2f} ms   p99 {m['p99_ms']:6.2f} ms   errors {m['errors']:.0f}")  # fmt: skip
-        each = ", ".join(f"{x['rps']:.0f} req/s p99 {x['p99_ms']:.1f} ms busiest worker {x['busiest_share']:.0%}"
-                         for x in rounds[name])  # fmt: skip
+        print(
+            f"  {name:9s} {m['rps']:6.0f} req/s   CPU us/req: server {m['server_cpu_us_per_request']:4.0f}   "
+            f"generator {m['generator_cpu_us_per_request']:4.0f}   Redis {m['redis_cpu_us_per_request']:3.0f}   "
+            f"p50 {m['p50_ms']:6.2f} ms   p99 {m['p99_ms']:6.2f} ms   errors {m['errors']:.0f}"
+        )
+        each = ", ".join(
+            f"{x['rps']:.0f} req/s p99 {x['p99_ms']:.1f} ms busiest worker {x['busiest_share']:.0%}"
+            for x in rounds[name]
+        )
         print(f"    rounds: {each}")
     print(f"  ratio service/baseline throughput: {ratio:.2f}x")
 

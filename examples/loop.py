@@ -57,10 +57,14 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def _cell(s: Summary) -> dict[str, Any]:
     lo, hi = wilson(s.successes, s.episodes)
-    return {"success": s.success_rate, "wilson95": [lo, hi], "episodes": s.episodes,
-            "interventions_per_episode": s.interventions / max(s.episodes, 1),
-            "decisions_per_episode": s.decisions / max(s.episodes, 1),
-            "model_version": s.model_version}  # fmt: skip
+    return {
+        "success": s.success_rate,
+        "wilson95": [lo, hi],
+        "episodes": s.episodes,
+        "interventions_per_episode": s.interventions / max(s.episodes, 1),
+        "decisions_per_episode": s.decisions / max(s.episodes, 1),
+        "model_version": s.model_version,
+    }
 
 
 def _helpseek(*args: str) -> None:
@@ -85,8 +89,9 @@ def run_loop(
     """Run the loop once (module docstring); return the report."""
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    explored = run_agent(client, env, episodes=explore_episodes, budget=explore_budget,
-                         seed=0, explore=True)  # fmt: skip
+    explored = run_agent(
+        client, env, episodes=explore_episodes, budget=explore_budget, seed=0, explore=True
+    )
     steps = work / "steps"
     shutil.rmtree(steps, ignore_errors=True)
     names = ",".join(make_env(env).feature_names)
@@ -111,21 +116,34 @@ def run_loop(
     # random at matched usage: p per decision scaled until its interventions match the helper's
     p = min(rate / max(never.decisions / max(never.episodes, 1), 1.0), 1.0)
     for r in range(2):  # two proportional corrections on probe episodes (other seeds)
-        probe = run_agent(client, env, episodes=max(episodes // 5, 20), budget=budget,
-                          explore=p, seed=2_000_000 + 100_000 * r)  # fmt: skip
+        probe = run_agent(
+            client,
+            env,
+            episodes=max(episodes // 5, 20),
+            budget=budget,
+            explore=p,
+            seed=2_000_000 + 100_000 * r,
+        )
         used = probe.interventions / max(probe.episodes, 1)
         if used > 0:
             p = min(p * rate / used, 1.0)
     rand = run_agent(client, env, episodes=episodes, budget=budget, explore=p)
-    cells = {"never": _cell(never), "random_matched": {**_cell(rand), "p": p},
-             "helper": _cell(helper)}  # fmt: skip
+    cells = {
+        "never": _cell(never),
+        "random_matched": {**_cell(rand), "p": p},
+        "helper": _cell(helper),
+    }
     return {
-        "env": env, "budget": budget, "explore_episodes": explored.episodes,
+        "env": env,
+        "budget": budget,
+        "explore_episodes": explored.episodes,
         "explore_interventions_per_episode": explored.interventions / max(explored.episodes, 1),
-        "reloaded": dict(reloaded), "seconds_to_served_helper": t_train, "policies": cells,
+        "reloaded": dict(reloaded),
+        "seconds_to_served_helper": t_train,
+        "policies": cells,
         "helper_minus_never": cells["helper"]["success"] - cells["never"]["success"],
         "helper_minus_random": cells["helper"]["success"] - cells["random_matched"]["success"],
-    }  # fmt: skip
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,31 +153,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--api-key", default=None, help="X-API-Key (an admin key: the loop reloads)")
     p.add_argument("--env", default=DOORKEY, help="the agent's env spec (plug-in grammar)")
     p.add_argument("--log", type=Path, required=True, help="the service's JSONL decision log")
-    p.add_argument("--serve-artifact", type=Path, required=True,
-                   help="the service's HELPSEEK_ARTIFACT path (replaced, then reloaded)")  # fmt: skip
+    p.add_argument(
+        "--serve-artifact",
+        type=Path,
+        required=True,
+        help="the service's HELPSEEK_ARTIFACT path (replaced, then reloaded)",
+    )
     p.add_argument("--work", type=Path, required=True, help="folder for the step log and run")
     p.add_argument("--explore-episodes", type=int, default=3000)
     p.add_argument("--explore-budget", type=int, default=5)
     p.add_argument("--episodes", type=int, default=1000, help="episodes per evaluated policy")
     p.add_argument("--budget", type=int, default=2)
-    p.add_argument("--train-arg", action="append", default=[],
-                   help="extra argument for helpseek train (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--train-arg",
+        action="append",
+        default=[],
+        help="extra argument for helpseek train (repeatable)",
+    )
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     with HelpSeekClient(a.url, api_key=a.api_key, timeout=30.0) as client:
-        report = run_loop(client, env=a.env, log=a.log, serve_artifact=a.serve_artifact,
-                          work=a.work, explore_episodes=a.explore_episodes,
-                          explore_budget=a.explore_budget, episodes=a.episodes, budget=a.budget,
-                          train_args=a.train_arg)  # fmt: skip
+        report = run_loop(
+            client,
+            env=a.env,
+            log=a.log,
+            serve_artifact=a.serve_artifact,
+            work=a.work,
+            explore_episodes=a.explore_episodes,
+            explore_budget=a.explore_budget,
+            episodes=a.episodes,
+            budget=a.budget,
+            train_args=a.train_arg,
+        )
     if a.json:
         print(json.dumps(report))
     else:
         for name, c in report["policies"].items():
             lo, hi = c["wilson95"]
-            print(f"{name:15s} {c['success']:.3f} [{lo:.3f}, {hi:.3f}]  "
-                  f"{c['interventions_per_episode']:.2f} interventions/episode")  # fmt: skip
-        print(f"helper - never {report['helper_minus_never']:+.3f}; "
-              f"helper - random {report['helper_minus_random']:+.3f}")  # fmt: skip
+            print(
+                f"{name:15s} {c['success']:.3f} [{lo:.3f}, {hi:.3f}]  "
+                f"{c['interventions_per_episode']:.2f} interventions/episode"
+            )
+        print(
+            f"helper - never {report['helper_minus_never']:+.3f}; "
+            f"helper - random {report['helper_minus_random']:+.3f}"
+        )
     return 0
 
 

@@ -118,9 +118,10 @@ def session_call(
     if (budget is None) == (budgets is None):
         raise ValueError("start_session: give exactly one of budget= or budgets=")
     body: dict[str, Any] = (
-        {"budget": int(budget)} if budget is not None
+        {"budget": int(budget)}
+        if budget is not None
         else {"budgets": {str(k): int(v) for k, v in (budgets or {}).items()}}
-    )  # fmt: skip
+    )
     if ttl_s is not None:
         body["ttl_s"] = ttl_s
     if horizon is not None:
@@ -131,8 +132,9 @@ def session_call(
         body["explore"] = explore
     elif explore is not None:
         body["explore"] = {"p": float(explore)}
-    return Call("POST", "/v1/sessions", body, {IDEMPOTENCY_HEADER: new_request_id()},
-                expect=(200, 201))  # fmt: skip
+    return Call(
+        "POST", "/v1/sessions", body, {IDEMPOTENCY_HEADER: new_request_id()}, expect=(200, 201)
+    )
 
 
 def decision_call(
@@ -186,8 +188,13 @@ def outcome_call(session_id: str, success: bool, steps: int, action_taken: int |
     body: dict[str, Any] = {"success": bool(success), "steps": int(steps)}
     if action_taken is not None:
         body["action_taken"] = int(action_taken)
-    return Call("POST", f"/v1/sessions/{session_id}/outcome", body,
-                {IDEMPOTENCY_HEADER: new_request_id()}, expect=(200, 201, 202))  # fmt: skip
+    return Call(
+        "POST",
+        f"/v1/sessions/{session_id}/outcome",
+        body,
+        {IDEMPOTENCY_HEADER: new_request_id()},
+        expect=(200, 201, 202),
+    )
 
 
 def parse(call: Call, response: httpx.Response) -> Mapping[str, Any]:

@@ -224,6 +224,6 @@ def _types(body: Mapping[str, Any], where: str) -> tuple[InterventionTypeInfo, .
             _need(t, "k", int, where),
             _need(t, "cost", int, where),
             _need(t, "cmax", int, where),
-        )  # fmt: skip
+        )
         for t in raw
     )

@@ -101,8 +101,9 @@ class Artifact:
     def budget_range(self) -> tuple[int, int]:
         """Remaining budgets ``(low, high)`` the helper was trained on."""
         low, high = self.manifest.get("budget_range") or (
-            self.manifest["cost"], self.manifest["cmax"],
-        )  # fmt: skip
+            self.manifest["cost"],
+            self.manifest["cmax"],
+        )
         return int(low), int(high)
 
     def file(self, name: str) -> Path:
@@ -135,12 +136,15 @@ def _check_budget_range(manifest: Mapping[str, Any], where: Path) -> None:
     if value is None:
         return
     ok = (
-        isinstance(value, list) and len(value) == 2
+        isinstance(value, list)
+        and len(value) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         and 0 <= value[0] <= value[1]
-    )  # fmt: skip
+    )
     if not ok:
-        raise ArtifactSchemaError(f"{where}: budget_range must be [low, high] integers, got {value!r}")
+        raise ArtifactSchemaError(
+            f"{where}: budget_range must be [low, high] integers, got {value!r}"
+        )
     if value[1] != manifest["cmax"]:
         raise ArtifactSchemaError(
             f"{where}: budget_range high {value[1]} != cmax {manifest['cmax']} (budgets above "

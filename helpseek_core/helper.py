@@ -256,8 +256,9 @@ def score_states(
     novel = stats._novel(f, score)
     ci = c.astype(np.int64)
     if single:
-        return Scored(ci[0], p[0], asks[0], intervene[0], clipped[0], bool(novel[0]),
-                      float(score[0]))  # fmt: skip
+        return Scored(
+            ci[0], p[0], asks[0], intervene[0], clipped[0], bool(novel[0]), float(score[0])
+        )
     return Scored(ci, p, asks, intervene, clipped, novel, score)  # type: ignore[arg-type]
 
 
@@ -311,7 +312,9 @@ class Helper:
                 f"{where}: MLP input {mlp.in_dim} != feature dim {artifact.feature_dim} + 3"
             )
         if mlp.outputs != 1:
-            raise ArtifactSchemaError(f"{where}: the helper MLP must have one output, has {mlp.outputs}")
+            raise ArtifactSchemaError(
+                f"{where}: the helper MLP must have one output, has {mlp.outputs}"
+            )
         threshold = float(m.get("helper", {}).get("threshold", 0.5))
         return Helper(mlp, stats, int(m["cmax"]), int(m["horizon"]), int(m["cost"]), threshold)
 
@@ -325,9 +328,16 @@ class Helper:
     ) -> Scored:
         """:func:`score_states` with this helper's constants."""
         return score_states(
-            self.mlp, self.stats, features, budgets, steps_left,
-            cmax=self.cmax, horizon=self.horizon, cost=self.cost, threshold=self.threshold,
-        )  # fmt: skip
+            self.mlp,
+            self.stats,
+            features,
+            budgets,
+            steps_left,
+            cmax=self.cmax,
+            horizon=self.horizon,
+            cost=self.cost,
+            threshold=self.threshold,
+        )
 
     def probability(
         self, features: np.ndarray, remaining: np.ndarray, steps_left: np.ndarray
@@ -342,8 +352,9 @@ class Helper:
 
     def decide(self, features: np.ndarray, remaining: int, steps_left: int) -> Decision:
         """One state -> Decision (intervene only if the budget covers the cost)."""
-        s = self.score(np.asarray(features, np.float64).reshape(-1), np.array([remaining]),
-                       steps_left)  # fmt: skip
+        s = self.score(
+            np.asarray(features, np.float64).reshape(-1), np.array([remaining]), steps_left
+        )
         return Decision(
             intervene=bool(s.intervene[0]),
             probability=float(s.probability[0]),

@@ -344,9 +344,13 @@ def solve_typed_penalty(
         ring_v[t % slots], ring_u[t % slots] = v, u
     start = model.parts[0].start
     return TypedPenaltySolution(
-        penalties=rs, policy=policy, value0=ring_v[0].copy(), usage0=ring_u[0].copy(),
-        success=float(start @ ring_v[0]), usage=ring_u[0] @ start,
-    )  # fmt: skip
+        penalties=rs,
+        policy=policy,
+        value0=ring_v[0].copy(),
+        usage0=ring_u[0].copy(),
+        success=float(start @ ring_v[0]),
+        usage=ring_u[0] @ start,
+    )
 
 
 def search_typed_penalties(

@@ -165,9 +165,11 @@ class TypedHelper:
         types = types_from_manifest(artifact.manifest, str(artifact.path / "manifest.json"))
         try:
             return TypedHelper(
-                MLP.from_arrays(arrays, where), FeatureStats.from_arrays(arrays, where), types,
+                MLP.from_arrays(arrays, where),
+                FeatureStats.from_arrays(arrays, where),
+                types,
                 int(artifact.manifest["horizon"]),
-            )  # fmt: skip
+            )
         except ShapeError as exc:
             raise ArtifactSchemaError(f"{where}: {exc}") from exc
 

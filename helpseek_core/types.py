@@ -146,9 +146,21 @@ class StepLog:
 
 
 _COLUMNS = (
-    "episode_id", "task_id", "t", "state_key", "features", "action", "intervention_type",
-    "cost", "duration", "next_state_key", "done", "truncated", "success", "behavior_p",
-)  # fmt: skip
+    "episode_id",
+    "task_id",
+    "t",
+    "state_key",
+    "features",
+    "action",
+    "intervention_type",
+    "cost",
+    "duration",
+    "next_state_key",
+    "done",
+    "truncated",
+    "success",
+    "behavior_p",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,8 +291,10 @@ class TabularModel:
         keys = np.asarray(keys, dtype=np.int64)
         idx = np.searchsorted(self.state_keys, keys)
         idx_c = np.minimum(idx, max(self.n_states - 1, 0))
-        ok = (idx < self.n_states) & (self.state_keys[idx_c] == keys) if self.n_states else (
-            np.zeros(keys.shape, bool)
+        ok = (
+            (idx < self.n_states) & (self.state_keys[idx_c] == keys)
+            if self.n_states
+            else (np.zeros(keys.shape, bool))
         )
         if not np.all(ok):
             bad = keys[~ok].ravel()[0]

@@ -114,9 +114,7 @@ class TextArtifactScorer:
         # novelty of the state as asked at the highest budget of the window (the one the
         # session normally holds); the budget line changes the text only slightly
         _, novel, score = results[-1]
-        return Scored(
-            b, p, asks, asks & (b >= self.cost), b > self.cmax, bool(novel), float(score)
-        )
+        return Scored(b, p, asks, asks & (b >= self.cost), b > self.cmax, bool(novel), float(score))
 
     def score(
         self, features: np.ndarray | None, text: str | None, budgets: np.ndarray, steps_left: int

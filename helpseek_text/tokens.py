@@ -16,7 +16,13 @@ from helpseek_text.config import TextModelConfig
 from helpseek_text.errors import ModelNotInstalledError, TextInputError
 from helpseek_text.models import SMOLLM2_PACKAGE, smollm2_gguf
 
-__all__ = ["check_texts", "import_torch_transformers", "l2_normalise", "load_smollm2_tokenizer", "tokenize"]
+__all__ = [
+    "check_texts",
+    "import_torch_transformers",
+    "l2_normalise",
+    "load_smollm2_tokenizer",
+    "tokenize",
+]
 
 
 def check_texts(texts: Sequence[str], where: str = "texts") -> list[str]:

@@ -25,7 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, field in Settings.model_fields.items():
         env = "PROMETHEUS_MULTIPROC_DIR" if name == "prometheus_multiproc_dir" else name.upper()
         env = env if env.startswith("PROMETHEUS") else f"HELPSEEK_{env}"
-        default = "" if field.is_required() else f" (default: {field.get_default(call_default_factory=True)!r})"
+        default = (
+            ""
+            if field.is_required()
+            else f" (default: {field.get_default(call_default_factory=True)!r})"
+        )
         lines.append(f"  {env}\n      {field.description}{default}")
     return argparse.ArgumentParser(
         prog="python -m service",
@@ -68,7 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     for stale in mp_dir.glob("*.db"):
         stale.unlink()
     config = ServerConfig(
-        "service.app:create_app", factory=True, workers=settings.workers, **common  # type: ignore[arg-type]
+        "service.app:create_app",
+        factory=True,
+        workers=settings.workers,
+        **common,  # type: ignore[arg-type]
     )
     raise SystemExit(serve(config))
 

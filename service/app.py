@@ -67,9 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.redis_socket_timeout_s,
             )
             store = RedisBudgetStore(
-                client, settings.redis_key_prefix, settings.redis_cooldown_s,
-                settings.redis_deadline_s, settings.request_id_cap,
-            )  # fmt: skip
+                client,
+                settings.redis_key_prefix,
+                settings.redis_cooldown_s,
+                settings.redis_deadline_s,
+                settings.request_id_cap,
+            )
         else:
             store = MemoryBudgetStore(cap=settings.request_id_cap)
         log: DecisionLog = NullDecisionLog()
@@ -159,16 +162,24 @@ def tighten_decision_schema(components: dict[str, Any], scorer: Scorer) -> None:
         return
     key = components["State"].get("properties", {}).get("key", {"type": "integer"})
     if scorer.kind == "features":
-        features = {"type": "array", "items": {"type": "number"},
-                    "minItems": scorer.feature_dim, "maxItems": scorer.feature_dim}  # fmt: skip
+        features = {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": scorer.feature_dim,
+            "maxItems": scorer.feature_dim,
+        }
         state = {"required": ["features"], "properties": {"features": features, "key": key}}
     else:
         text = {"type": "string", "minLength": 1, "maxLength": 32_768, "pattern": r"\S"}
         state = {"required": ["text"], "properties": {"text": text, "key": key}}
     old = components["State"]
-    components["State"] = {"type": "object", "additionalProperties": False,
-                           "title": old.get("title", "State"),
-                           "description": old.get("description", ""), **state}  # fmt: skip
+    components["State"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "title": old.get("title", "State"),
+        "description": old.get("description", ""),
+        **state,
+    }
     request = components["DecisionRequest"]
     request["anyOf"] = [
         {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
@@ -177,8 +188,10 @@ def tighten_decision_schema(components: dict[str, Any], scorer: Scorer) -> None:
     request["examples"] = decision_examples(scorer)
     typed = bool(getattr(scorer, "types", None))
     if "remaining_budgets" in request.get("properties", {}) and not typed:
-        request["not"] = {"required": ["remaining_budgets"],
-                          "properties": {"remaining_budgets": {"type": "object"}}}  # fmt: skip
+        request["not"] = {
+            "required": ["remaining_budgets"],
+            "properties": {"remaining_budgets": {"type": "object"}},
+        }
     create = components.get("SessionCreate", {})
     if "budgets" in create.get("properties", {}) and not typed:
         # an untyped model takes budget, never budgets (typed models: service.typed_scorer)
@@ -298,6 +311,14 @@ async def _send_error(send: Send, err: BodyTooLargeError) -> None:
     import json
 
     body = json.dumps(error_body(err)).encode()
-    await send({"type": "http.response.start", "status": err.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": err.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -142,10 +142,17 @@ def decode_answer(text: str, request_id: str) -> DecisionResponse:
     if v != _ANSWER_V:
         raise ValueError(f"unknown recorded answer format {v!r}")
     return DecisionResponse(
-        intervene=go == "1", probability=float(p), remaining_budget=int(after), reason=reason,  # type: ignore[arg-type]
-        model_version=mv, degraded=degraded == "1", novel=novel == "1",
-        novelty_score=float(ns), request_id=request_id, budget_clipped=clipped == "1",
-    )  # fmt: skip
+        intervene=go == "1",
+        probability=float(p),
+        remaining_budget=int(after),
+        reason=reason,  # type: ignore[arg-type]
+        model_version=mv,
+        degraded=degraded == "1",
+        novel=novel == "1",
+        novelty_score=float(ns),
+        request_id=request_id,
+        budget_clipped=clipped == "1",
+    )
 
 
 def _plan(scorer: Scorer, scored: Scored, lo: int) -> Plan:
@@ -159,9 +166,12 @@ def _plan(scorer: Scorer, scored: Scored, lo: int) -> Plan:
     heads = []
     reprs: dict[float, str] = {}  # budgets above cmax share one probability: repr it once
     for c, w, p, clip in zip(
-        range(lo, lo + len(wants)), wants, scored.probability.tolist(),
-        scored.budget_clipped.tolist(), strict=True,
-    ):  # fmt: skip
+        range(lo, lo + len(wants)),
+        wants,
+        scored.probability.tolist(),
+        scored.budget_clipped.tolist(),
+        strict=True,
+    ):
         ps = reprs.get(p)
         if ps is None:
             ps = reprs[p] = repr(p)
@@ -249,10 +259,17 @@ async def decide_request(
         return await _replay(svc, body, tenant, rid, grant, feats, left)
     reason = "helper" if grant.before >= scorer.cost else "budget_exhausted"
     return _outcome(
-        body, tenant, rid, scorer, scored,
-        before=grant.before, after=grant.remaining, go=grant.granted and grant.wanted,
-        reason=reason, left=left,
-    )  # fmt: skip
+        body,
+        tenant,
+        rid,
+        scorer,
+        scored,
+        before=grant.before,
+        after=grant.remaining,
+        go=grant.granted and grant.wanted,
+        reason=reason,
+        left=left,
+    )
 
 
 async def _explore(
@@ -271,9 +288,13 @@ async def _explore(
                 raise
             return None  # the helper path degrades as usual
         cached = CachedSession(
-            info.budget, info.horizon, info.remaining, info.types, info.remainings,
+            info.budget,
+            info.horizon,
+            info.remaining,
+            info.types,
+            info.remainings,
             explore_p_of(info.metadata),
-        )  # fmt: skip
+        )
         svc.remember(key, cached)
     if cached.explore_p is None:
         if scorer0.kind == NO_MODEL_KIND:
@@ -302,13 +323,28 @@ async def _replay(
         scorer, scored = await _score(svc, feats, body, grant.before, grant.before, left)
         reason = "helper" if grant.before >= scorer.cost else "budget_exhausted"
         response = _outcome(
-            body, tenant, rid, scorer, scored, before=grant.before, after=grant.remaining,
-            go=grant.granted and grant.wanted, reason=reason, left=left,
-        ).response  # fmt: skip
+            body,
+            tenant,
+            rid,
+            scorer,
+            scored,
+            before=grant.before,
+            after=grant.remaining,
+            go=grant.granted and grant.wanted,
+            reason=reason,
+            left=left,
+        ).response
     return Outcome(
-        response=response, asked=False, charged=0, before=grant.before, steps_left=left,
-        replayed=True, tenant=tenant, features=body.state.features, text=body.state.text,
-    )  # fmt: skip
+        response=response,
+        asked=False,
+        charged=0,
+        before=grant.before,
+        steps_left=left,
+        replayed=True,
+        tenant=tenant,
+        features=body.state.features,
+        text=body.state.text,
+    )
 
 
 async def _degraded(
@@ -350,17 +386,31 @@ async def _degraded(
         assert cached is not None  # noqa: S101 - implied by reserved
         cached.remaining += cost
     out = _outcome(
-        body, tenant, rid, scorer, scored, before=c, go=go,
-        reason="fail_open" if is_open else "fail_closed", left=left, degraded=True,
-    )  # fmt: skip
+        body,
+        tenant,
+        rid,
+        scorer,
+        scored,
+        before=c,
+        go=go,
+        reason="fail_open" if is_open else "fail_closed",
+        left=left,
+        degraded=True,
+    )
     r = out.response
     svc.store.settle_later(
         key,
         Record(
-            request_id=rid, digest=digest, charge=cost if go else 0, granted=go, before=c,
-            remaining=r.remaining_budget, wanted=go, answer=encode_answer(r),
+            request_id=rid,
+            digest=digest,
+            charge=cost if go else 0,
+            granted=go,
+            before=c,
+            remaining=r.remaining_budget,
+            wanted=go,
+            answer=encode_answer(r),
         ),
-    )  # fmt: skip
+    )
     return out
 
 

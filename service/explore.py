@@ -123,11 +123,15 @@ async def decide_explore(
         for _ in range(4):
             lo = max(hi - _WINDOW, 0)
             heads = tuple(
-                f"{_ANSWER_V}\t0\t{c}\tbudget_exhausted\t{ps}\t0" if c < cost
-                else (f"{_ANSWER_V}\t1\t{c - cost}\texplore\t{ps}\t0" if want
-                      else f"{_ANSWER_V}\t0\t{c}\texplore\t{ps}\t0")
+                f"{_ANSWER_V}\t0\t{c}\tbudget_exhausted\t{ps}\t0"
+                if c < cost
+                else (
+                    f"{_ANSWER_V}\t1\t{c - cost}\texplore\t{ps}\t0"
+                    if want
+                    else f"{_ANSWER_V}\t0\t{c}\texplore\t{ps}\t0"
+                )
                 for c in range(lo, hi + 1)
-            )  # fmt: skip
+            )
             plan = Plan(lo, (want,) * len(heads), heads, tail)
             try:
                 grant = await svc.store.try_consume(key, rid, cost, plan, digest)
@@ -141,8 +145,14 @@ async def decide_explore(
     cached.remaining = grant.remaining
     response = decode_answer(grant.answer or plan.answer_at(grant.before), rid)
     return Outcome(
-        response=response, asked=want, charged=0 if grant.replayed else grant.before - grant.remaining,
-        before=grant.before, steps_left=left, replayed=grant.replayed, tenant=tenant,
-        features=body.state.features, text=body.state.text,
+        response=response,
+        asked=want,
+        charged=0 if grant.replayed else grant.before - grant.remaining,
+        before=grant.before,
+        steps_left=left,
+        replayed=grant.replayed,
+        tenant=tenant,
+        features=body.state.features,
+        text=body.state.text,
         explore_p=p if grant.before >= cost else 0.0,
-    )  # fmt: skip
+    )

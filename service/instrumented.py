@@ -43,9 +43,13 @@ class InstrumentedStore:
             self.metrics.child(self.metrics.store_duration, op).observe(time.perf_counter() - t0)
 
     async def create(
-        self, key: SessionKey, budget: int, ttl_s: float, horizon: int | None = None,
+        self,
+        key: SessionKey,
+        budget: int,
+        ttl_s: float,
+        horizon: int | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:  # fmt: skip
+    ) -> SessionInfo:
         """Run ``create``, timed."""
         info: SessionInfo = await self._timed(
             "create", self.inner.create(key, budget, ttl_s, horizon, metadata)
@@ -67,9 +71,14 @@ class InstrumentedStore:
         return grant
 
     async def create_typed(
-        self, key: SessionKey, types: tuple[str, ...], budgets: tuple[int, ...], ttl_s: float,
-        horizon: int | None = None, metadata: dict[str, Any] | None = None,
-    ) -> SessionInfo:  # fmt: skip
+        self,
+        key: SessionKey,
+        types: tuple[str, ...],
+        budgets: tuple[int, ...],
+        ttl_s: float,
+        horizon: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SessionInfo:
         """Run ``create_typed``, timed (op ``create``)."""
         info: SessionInfo = await self._timed(
             "create", self.inner.create_typed(key, types, budgets, ttl_s, horizon, metadata)

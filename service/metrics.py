@@ -70,60 +70,85 @@ class Metrics:
         self._multiproc_dir = multiproc_dir
         r = self.registry
         self.decisions = Counter(
-            "helpseek_decisions_total", "Decisions answered.",
-            ["outcome", "reason", "model_version"], registry=r,
-        )  # fmt: skip
+            "helpseek_decisions_total",
+            "Decisions answered.",
+            ["outcome", "reason", "model_version"],
+            registry=r,
+        )
         self.granted = Counter(
-            "helpseek_interventions_granted_total", "Interventions granted (budget charged).",
-            ["model_version"], registry=r,
-        )  # fmt: skip
+            "helpseek_interventions_granted_total",
+            "Interventions granted (budget charged).",
+            ["model_version"],
+            registry=r,
+        )
         self.by_type = Counter(
             "helpseek_decisions_by_type_total",
             "Decisions by the intervention type granted (none: proceed, or a one-type model).",
-            ["type", "model_version"], registry=r,
-        )  # fmt: skip
+            ["type", "model_version"],
+            registry=r,
+        )
         self.refused = Counter(
             "helpseek_interventions_refused_total",
             "The helper asked to intervene but the budget did not cover the cost.",
-            ["reason"], registry=r,
-        )  # fmt: skip
+            ["reason"],
+            registry=r,
+        )
         self.degraded = Counter(
-            "helpseek_degraded_total", "Decisions answered without the budget store.",
-            ["mode"], registry=r,
-        )  # fmt: skip
+            "helpseek_degraded_total",
+            "Decisions answered without the budget store.",
+            ["mode"],
+            registry=r,
+        )
         self.novel = Counter(
-            "helpseek_novel_states_total", "States unlike the artifact's training data.",
-            ["model_version"], registry=r,
-        )  # fmt: skip
+            "helpseek_novel_states_total",
+            "States unlike the artifact's training data.",
+            ["model_version"],
+            registry=r,
+        )
         self.request_duration = Histogram(
-            "helpseek_request_duration_seconds", "HTTP request latency by route template.",
-            ["route"], buckets=_FAST_BUCKETS, registry=r,
-        )  # fmt: skip
+            "helpseek_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["route"],
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
         self.store_duration = Histogram(
-            "helpseek_budget_store_duration_seconds", "Budget store call latency.",
-            ["op"], buckets=_FAST_BUCKETS, registry=r,
-        )  # fmt: skip
+            "helpseek_budget_store_duration_seconds",
+            "Budget store call latency.",
+            ["op"],
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
         self.store_errors = Counter(
-            "helpseek_budget_store_errors_total", "Budget store calls that failed (unreachable).",
-            ["op"], registry=r,
-        )  # fmt: skip
+            "helpseek_budget_store_errors_total",
+            "Budget store calls that failed (unreachable).",
+            ["op"],
+            registry=r,
+        )
         self.sessions_started = Counter(
             "helpseek_sessions_started_total", "Sessions created.", registry=r
         )
         self.sessions_finished = Counter(
-            "helpseek_sessions_finished_total", "Sessions closed with an outcome.",
-            ["outcome"], registry=r,
-        )  # fmt: skip
+            "helpseek_sessions_finished_total",
+            "Sessions closed with an outcome.",
+            ["outcome"],
+            registry=r,
+        )
         self.model_info = Gauge(
-            "helpseek_model_info", "1 for the model version this process serves.",
-            ["model_version"], registry=r, multiprocess_mode="livemax",
-        )  # fmt: skip
+            "helpseek_model_info",
+            "1 for the model version this process serves.",
+            ["model_version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.target_rate = Gauge(
             "helpseek_model_target_intervention_rate",
             "Intervention rate the artifact expects (manifest target_intervention_rate; mean "
             "over budgets when it is a list).",
-            ["model_version"], registry=r, multiprocess_mode="livemax",
-        )  # fmt: skip
+            ["model_version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.reloads = Counter(
             "helpseek_model_reloads_total", "Model reload attempts.", ["result"], registry=r
         )

@@ -120,14 +120,16 @@ def _factory(kind: str, where: Path) -> ScorerFactory:
     except (ImportError, AttributeError) as exc:
         raise ArtifactSchemaError(f"{where}: a {kind} artifact needs {entry} ({exc})") from exc
     SCORERS[kind] = factory
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 def load_scorer(artifact: Artifact) -> Scorer:
     """Build the scorer registered for the artifact's ``kind``."""
     scorer = _factory(artifact.kind, artifact.path)(artifact)
     if not isinstance(scorer, Scorer):
-        raise ArtifactSchemaError(f"{artifact.path}: the {artifact.kind} factory returned no Scorer")
+        raise ArtifactSchemaError(
+            f"{artifact.path}: the {artifact.kind} factory returned no Scorer"
+        )
     return scorer
 
 

@@ -204,8 +204,11 @@ def _record(body: DecisionRequest, out: Outcome) -> dict[str, Any]:
         "explore_p": out.explore_p,
         "action_taken_previous": body.action_taken,
         **(
-            {"remaining_budgets_before": out.before_by_type,
-             "remaining_budgets_after": r.remaining_budgets}
-            if out.before_by_type is not None else {}
-        ),  # fmt: skip
+            {
+                "remaining_budgets_before": out.before_by_type,
+                "remaining_budgets_after": r.remaining_budgets,
+            }
+            if out.before_by_type is not None
+            else {}
+        ),
     }

@@ -66,9 +66,7 @@ async def create_session(body: SessionCreate, svc: Svc, tenant: Tenant) -> Sessi
     elif isinstance(scorer, TypedScorer):
         budgets = typed_budgets(scorer, body.budgets, body.budget, "budgets")
         names = scorer.type_names
-        info = await svc.store.create_typed(
-            key, names, budgets, ttl, body.horizon, body.metadata
-        )
+        info = await svc.store.create_typed(key, names, budgets, ttl, body.horizon, body.metadata)
     else:
         if body.budgets is not None:
             raise FieldError(
@@ -85,10 +83,12 @@ async def create_session(body: SessionCreate, svc: Svc, tenant: Tenant) -> Sessi
     )
     svc.metrics.sessions_started.inc()
     return SessionCreated(
-        session_id=sid, budget=info.budget, expires_at=info.expires_at,
+        session_id=sid,
+        budget=info.budget,
+        expires_at=info.expires_at,
         budgets=dict(zip(info.types, info.budgets, strict=True)) if info.types else None,
         explore_p=explore_p,
-    )  # fmt: skip
+    )
 
 
 @router.get("/{session_id}", response_model=SessionStatus, responses=_ERRORS)

@@ -89,7 +89,7 @@ class SessionCreate(_Request):
     budgets: Budgets | None = Field(
         None,
         description="Typed models: budget units per intervention type, one entry for every "
-        "type GET /v1/model lists (e.g. {\"hint\": 3, \"takeover\": 1}).",
+        'type GET /v1/model lists (e.g. {"hint": 3, "takeover": 1}).',
     )
     ttl_s: TtlS | None = Field(
         None, description="Seconds of inactivity after which the session expires (sliding)."

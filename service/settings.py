@@ -44,14 +44,18 @@ class Settings(BaseSettings):
         0.5, ge=0, le=60, description="After a Redis error, skip Redis this long (then retry)."
     )
     redis_deadline_s: float = Field(
-        0.2, gt=0, le=5,
+        0.2,
+        gt=0,
+        le=5,
         description="A decision script starting later than this after it was sent writes nothing "
         "(must be below the command timeout).",
-    )  # fmt: skip
+    )
     request_id_cap: int = Field(
-        1024, ge=1, le=1_000_000,
+        1024,
+        ge=1,
+        le=1_000_000,
         description="Request-id records per session and generation (two generations are kept).",
-    )  # fmt: skip
+    )
     fail_mode: Literal["closed", "open"] = Field(
         "closed",
         description="Budget store down: 'closed' never intervenes, 'open' trusts the helper.",

@@ -108,12 +108,19 @@ def decode_typed_answer(text: str, request_id: str, names: tuple[str, ...]) -> D
     after = [int(x) for x in vec.split(",")]
     a = int(action)
     return DecisionResponse(
-        intervene=a > 0, probability=float(p), remaining_budget=sum(after),
+        intervene=a > 0,
+        probability=float(p),
+        remaining_budget=sum(after),
         reason=reason,  # type: ignore[arg-type]
-        model_version=mv, degraded=degraded == "1", novel=novel == "1", novelty_score=float(ns),
-        request_id=request_id, budget_clipped=clipped == "1",
-        type=names[a - 1] if a else None, remaining_budgets=dict(zip(names, after, strict=True)),
-    )  # fmt: skip
+        model_version=mv,
+        degraded=degraded == "1",
+        novel=novel == "1",
+        novelty_score=float(ns),
+        request_id=request_id,
+        budget_clipped=clipped == "1",
+        type=names[a - 1] if a else None,
+        remaining_budgets=dict(zip(names, after, strict=True)),
+    )
 
 
 def _box(hi: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], np.ndarray]:
@@ -231,9 +238,13 @@ async def decide_typed(
     response = decode_typed_answer(text, rid, names)
     if grant.action != grant.wanted:  # never with the helper's plans (only affordable types)
         response = response.model_copy(
-            update={"intervene": False, "type": None, "remaining_budget": sum(grant.remaining),
-                    "remaining_budgets": dict(zip(names, grant.remaining, strict=True))}
-        )  # fmt: skip
+            update={
+                "intervene": False,
+                "type": None,
+                "remaining_budget": sum(grant.remaining),
+                "remaining_budgets": dict(zip(names, grant.remaining, strict=True)),
+            }
+        )
     return _typed_outcome(
         body, tenant, rid, scorer, text, grant.before, grant.wanted, left, False, response
     )
@@ -283,8 +294,16 @@ def _typed_outcome(
     action = scorer.type_names.index(r.type) + 1 if r.type is not None else 0
     charged = scorer.costs[action - 1] if action and not r.degraded else 0
     return Outcome(
-        response=r, asked=wanted > 0, charged=0 if replayed else charged, before=sum(before),
-        steps_left=left, replayed=replayed, tenant=tenant, features=body.state.features,
-        text=body.state.text, type_index=action, type_name=r.type,
+        response=r,
+        asked=wanted > 0,
+        charged=0 if replayed else charged,
+        before=sum(before),
+        steps_left=left,
+        replayed=replayed,
+        tenant=tenant,
+        features=body.state.features,
+        text=body.state.text,
+        type_index=action,
+        type_name=r.type,
         before_by_type=dict(zip(scorer.type_names, before, strict=True)),
-    )  # fmt: skip
+    )

@@ -115,15 +115,27 @@ def tighten_typed_schema(components: dict[str, Any], scorer: TypedScorer) -> Non
         (a for a in props.get("remaining_budget", {}).get("anyOf", []) if a.get("type") != "null"),
         {"type": "integer", "minimum": 0},
     )
-    budgets = {"type": "object", "additionalProperties": False, "required": names,
-               "properties": dict.fromkeys(names, integer)}  # fmt: skip
-    features = {"type": "array", "items": {"type": "number"},
-                "minItems": scorer.feature_dim, "maxItems": scorer.feature_dim}  # fmt: skip
+    budgets = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": names,
+        "properties": dict.fromkeys(names, integer),
+    }
+    features = {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": scorer.feature_dim,
+        "maxItems": scorer.feature_dim,
+    }
     old = components["State"]
-    components["State"] = {"type": "object", "additionalProperties": False,
-                           "title": old.get("title", "State"),
-                           "description": old.get("description", ""),
-                           "required": ["features"], "properties": {"features": features}}  # fmt: skip
+    components["State"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "title": old.get("title", "State"),
+        "description": old.get("description", ""),
+        "required": ["features"],
+        "properties": {"features": features},
+    }
     props["remaining_budgets"] = {
         **budgets,
         "description": props.get("remaining_budgets", {}).get("description", ""),
@@ -131,12 +143,26 @@ def tighten_typed_schema(components: dict[str, Any], scorer: TypedScorer) -> Non
     one = len(names) == 1
     request["anyOf"] = [
         {"required": ["session_id"], "properties": {"session_id": {"type": "string"}}},
-        {"required": ["remaining_budgets"], "properties": {"remaining_budgets": {"type": "object"}}},
-        *([{"required": ["remaining_budget"], "properties": {"remaining_budget": {"type": "integer"}}}] if one else []),
-    ]  # fmt: skip
-    refused = [{"required": ["remaining_budget", "remaining_budgets"]},
-               {"required": ["session_id", "remaining_budgets"]},
-               *([] if one else [{"required": ["remaining_budget"]}])]  # fmt: skip
+        {
+            "required": ["remaining_budgets"],
+            "properties": {"remaining_budgets": {"type": "object"}},
+        },
+        *(
+            [
+                {
+                    "required": ["remaining_budget"],
+                    "properties": {"remaining_budget": {"type": "integer"}},
+                }
+            ]
+            if one
+            else []
+        ),
+    ]
+    refused = [
+        {"required": ["remaining_budget", "remaining_budgets"]},
+        {"required": ["session_id", "remaining_budgets"]},
+        *([] if one else [{"required": ["remaining_budget"]}]),
+    ]
     request["not"] = {"anyOf": refused}
     request.pop("oneOf", None)
     mean = [round(float(v), 3) for v in scorer.helper.stats.mean]

@@ -51,10 +51,22 @@ def start_redis_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     if exe is None:
         pytest.skip("redis-server is not installed")
     proc = subprocess.Popen(
-        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            exe,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         if redis_answers("127.0.0.1", port):
             return proc
@@ -177,11 +189,16 @@ def write_typed_test_artifact(
     mlp = MLP((w,), (np.array([-0.5, 0.0, 0.0], np.float32),))
     first = types[0]
     manifest = {
-        "artifact_id": artifact_id, "created_at": "2026-12-01T00:00:00Z", "kind": "typed",
+        "artifact_id": artifact_id,
+        "created_at": "2026-12-01T00:00:00Z",
+        "kind": "typed",
         "feature_schema": {"names": feature_names or [f"f{i}" for i in range(dim)], "dim": dim},
-        "cmax": first["cmax"], "horizon": horizon, "k": first["k"], "cost": first["cost"],
+        "cmax": first["cmax"],
+        "horizon": horizon,
+        "k": first["k"],
+        "cost": first["cost"],
         "types": [dict(t) for t in types],
-    }  # fmt: skip
+    }
     return write_artifact(
         directory, manifest, {HELPER_FILE: {**mlp.to_arrays(), **stats.to_arrays()}}
     )

@@ -145,9 +145,10 @@ def _probe(adapter: EnvAdapter, seed: int, n_feat: int, report: CheckReport) -> 
         arr = np.asarray(feats)
         if not isinstance(feats, np.ndarray) or arr.shape != (n_feat,):
             report.fail(
-                "features()", f"must return an array of shape ({n_feat},) (one per feature_names"
+                "features()",
+                f"must return an array of shape ({n_feat},) (one per feature_names"
                 f" entry), got {type(feats).__name__} of shape {arr.shape}",
-            )  # fmt: skip
+            )
         elif arr.dtype.kind not in "fiub":
             report.fail("features()", f"must be real numbers, got dtype {arr.dtype}")
         elif not np.all(np.isfinite(arr)):
@@ -158,8 +159,12 @@ def _probe(adapter: EnvAdapter, seed: int, n_feat: int, report: CheckReport) -> 
             report.fail("text()", f"must return a non-empty str, got {text!r}")
         expert = rng.random() < 0.5
         method = "expert_action()" if expert else "weak_action()"
-        action = _call(report, method, adapter.expert_action if expert else adapter.weak_action,
-                       *(() if expert else (rng,)))  # fmt: skip
+        action = _call(
+            report,
+            method,
+            adapter.expert_action if expert else adapter.weak_action,
+            *(() if expert else (rng,)),
+        )
         _check_action(adapter, report, method, action)
         res = _call(report, "step()", adapter.step, action)
         trace.keys.append(int(key))
@@ -173,8 +178,11 @@ def _probe(adapter: EnvAdapter, seed: int, n_feat: int, report: CheckReport) -> 
         if res.terminated or res.truncated:
             trace.outcome = (bool(res.terminated), bool(res.success))
             return trace
-    report.fail("step()", f"episode of seed {seed} ran {horizon + 1} steps past horizon={horizon}"
-                " without truncated=True")  # fmt: skip
+    report.fail(
+        "step()",
+        f"episode of seed {seed} ran {horizon + 1} steps past horizon={horizon}"
+        " without truncated=True",
+    )
     raise _Abort
 
 
@@ -205,8 +213,14 @@ def _check_exact(adapter: EnvAdapter, seen: set[int], report: CheckReport) -> No
         report.fail(name, f"must return an ExactArrays, got {type(arr).__name__}")
         return
     s_n, a_n = len(arr.state_keys), arr.trans.shape[0]
-    shapes = {"trans": (a_n, s_n, s_n), "succ": (a_n, s_n), "fail": (a_n, s_n),
-              "weak_policy": (s_n, a_n), "expert_policy": (s_n, a_n), "start": (s_n,)}  # fmt: skip
+    shapes = {
+        "trans": (a_n, s_n, s_n),
+        "succ": (a_n, s_n),
+        "fail": (a_n, s_n),
+        "weak_policy": (s_n, a_n),
+        "expert_policy": (s_n, a_n),
+        "start": (s_n,),
+    }
     for field_name, shape in shapes.items():
         if np.shape(getattr(arr, field_name)) != shape:
             got = np.shape(getattr(arr, field_name))
@@ -227,8 +241,11 @@ def _check_exact(adapter: EnvAdapter, seen: set[int], report: CheckReport) -> No
             return
     missing = seen - set(int(k) for k in arr.state_keys)
     if missing:
-        report.fail(name, f"{len(missing)} state key(s) seen in episodes are not in state_keys, "
-                    f"e.g. {sorted(missing)[:3]}")  # fmt: skip
+        report.fail(
+            name,
+            f"{len(missing)} state key(s) seen in episodes are not in state_keys, "
+            f"e.g. {sorted(missing)[:3]}",
+        )
 
 
 def _compare_agents(adapter: EnvAdapter, cfg: CheckEnvConfig, report: CheckReport) -> None:
@@ -241,9 +258,12 @@ def _compare_agents(adapter: EnvAdapter, cfg: CheckEnvConfig, report: CheckRepor
         rates.append(wins / cfg.episodes)
     report.weak_success, report.expert_success = rates
     if rates[1] <= rates[0]:
-        report.fail("expert_action()", f"the expert succeeds {rates[1]:.3f}, the weak agent "
-                    f"{rates[0]:.3f} over {cfg.episodes} episodes each: an intervention cannot "
-                    "help")  # fmt: skip
+        report.fail(
+            "expert_action()",
+            f"the expert succeeds {rates[1]:.3f}, the weak agent "
+            f"{rates[0]:.3f} over {cfg.episodes} episodes each: an intervention cannot "
+            "help",
+        )
     else:
         report.passed.append(
             f"expert better than weak: {rates[1]:.3f} vs {rates[0]:.3f} ({cfg.episodes} episodes)"
@@ -272,22 +292,34 @@ def check(cfg: CheckEnvConfig) -> CheckReport:
         return report
     for label, other in (("the same adapter", again), ("a freshly built adapter", fresh)):
         for seed, (a, b) in enumerate(zip(traces, other, strict=True)):
-            for part, method in (("keys", "state_key()"), ("features", "features()"),
-                                 ("actions", "weak_action()"), ("outcome", "step()")):  # fmt: skip
+            for part, method in (
+                ("keys", "state_key()"),
+                ("features", "features()"),
+                ("actions", "weak_action()"),
+                ("outcome", "step()"),
+            ):
                 if getattr(a, part) != getattr(b, part):
-                    report.fail(method, f"same seed {seed}, different {part} in {label}: "
-                                "the episode must depend only on reset(seed) and rng")  # fmt: skip
+                    report.fail(
+                        method,
+                        f"same seed {seed}, different {part} in {label}: "
+                        "the episode must depend only on reset(seed) and rng",
+                    )
     if cfg.fresh_process and not report.problems:
         with _other_hash_seed():
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
                 keys = pool.submit(_key_traces, adapter.spec, cfg.seeds).result()
         if keys != [t.keys for t in traces]:
-            report.fail("state_key()", "keys differ in a fresh process: use a stable hash "
-                        "(training.envs.stable_key), not Python's hash()")  # fmt: skip
+            report.fail(
+                "state_key()",
+                "keys differ in a fresh process: use a stable hash "
+                "(training.envs.stable_key), not Python's hash()",
+            )
     if not report.problems:
-        report.passed.append("same seed -> same episode (same adapter, fresh adapter"
-                             + (", fresh process)" if cfg.fresh_process else ")"))  # fmt: skip
+        report.passed.append(
+            "same seed -> same episode (same adapter, fresh adapter"
+            + (", fresh process)" if cfg.fresh_process else ")")
+        )
     if callable(getattr(adapter, "exact_arrays", None)):
         with contextlib.suppress(_Abort):
             _check_exact(adapter, {k for t in traces for k in t.keys}, report)
@@ -317,12 +349,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``helpseek check-env``."""
     d = CheckEnvConfig.__dataclass_fields__
     parser.add_argument("spec", help="env spec: preset, gymnasium id or FILE.py:FACTORY[:k=v,...]")
-    parser.add_argument("--seeds", type=int, default=d["seeds"].default,
-                        help="task seeds probed step by step (0..N-1)")  # fmt: skip
-    parser.add_argument("--episodes", type=int, default=d["episodes"].default,
-                        help="episodes per agent for the expert-vs-weak comparison")  # fmt: skip
-    parser.add_argument("--no-fresh-process", action="store_true",
-                        help="skip comparing state keys with a freshly spawned process")  # fmt: skip
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=d["seeds"].default,
+        help="task seeds probed step by step (0..N-1)",
+    )
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=d["episodes"].default,
+        help="episodes per agent for the expert-vs-weak comparison",
+    )
+    parser.add_argument(
+        "--no-fresh-process",
+        action="store_true",
+        help="skip comparing state keys with a freshly spawned process",
+    )
 
 
 def from_args(ns: argparse.Namespace) -> CheckEnvConfig:

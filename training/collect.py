@@ -62,8 +62,15 @@ _ADAPTERS: dict[str, EnvAdapter] = {}  # per-process cache: building an adapter 
 
 def _fingerprint(cfg: CollectConfig, spec: str) -> str:
     """Hash of what fixes the rows: the canonical spec, plug-in file contents, the settings."""
-    keys = ("episodes_per_seed", "p_grid", "k", "cost", "intervention_type", "root_seed",
-            "record_text")  # fmt: skip
+    keys = (
+        "episodes_per_seed",
+        "p_grid",
+        "k",
+        "cost",
+        "intervention_type",
+        "root_seed",
+        "record_text",
+    )
     fields = {k: cfg.to_dict()[k] for k in keys}
     fields["env"] = spec
     files = plugin_sources(spec_files(spec))
@@ -84,15 +91,23 @@ def plan_shards(cfg: CollectConfig, spec: str | None = None) -> list[ShardTask]:
     seeds = [("train", s) for s in cfg.train_seeds] + [("test", s) for s in cfg.test_seeds]
     return [
         {
-            "env": spec, "split": split, "task_id": seed, "name": f"{split}-{seed:07d}.parquet",
+            "env": spec,
+            "split": split,
+            "task_id": seed,
+            "name": f"{split}-{seed:07d}.parquet",
             "path": str(Path(cfg.out) / "shards" / f"{split}-{seed:07d}.parquet"),
-            "first_episode": i * cfg.episodes_per_seed, "episodes": cfg.episodes_per_seed,
-            "p_grid": list(cfg.p_grid), "k": cfg.k, "cost": cfg.cost,
-            "intervention_type": cfg.intervention_type, "root_seed": cfg.root_seed,
-            "record_text": cfg.record_text, "fingerprint": fp,
+            "first_episode": i * cfg.episodes_per_seed,
+            "episodes": cfg.episodes_per_seed,
+            "p_grid": list(cfg.p_grid),
+            "k": cfg.k,
+            "cost": cfg.cost,
+            "intervention_type": cfg.intervention_type,
+            "root_seed": cfg.root_seed,
+            "record_text": cfg.record_text,
+            "fingerprint": fp,
         }
         for i, (split, seed) in enumerate(seeds)
-    ]  # fmt: skip
+    ]
 
 
 def _adapter(spec: str) -> EnvAdapter:
@@ -110,20 +125,31 @@ def collect_shard(task: ShardTask) -> dict[str, Any]:
     for j in range(task["episodes"]):
         rng, dyn = episode_rng(task["root_seed"], task["task_id"], j)
         ep = run_episode(
-            adapter, task["task_id"], grid[j % len(grid)], rng=rng, k=task["k"],
-            cost=task["cost"], intervention_type=task["intervention_type"], dynamics_seed=dyn,
-            episode_id=task["first_episode"] + j, record_text=task["record_text"],
-        )  # fmt: skip
+            adapter,
+            task["task_id"],
+            grid[j % len(grid)],
+            rng=rng,
+            k=task["k"],
+            cost=task["cost"],
+            intervention_type=task["intervention_type"],
+            dynamics_seed=dyn,
+            episode_id=task["first_episode"] + j,
+            record_text=task["record_text"],
+        )
         horizon = max(horizon, adapter.horizon)
         episodes.append(ep)
     log = episodes_to_steplog(episodes, len(adapter.feature_names))
     summary = {
-        "name": task["name"], "split": task["split"], "task_id": task["task_id"],
-        "episodes": len(episodes), "rows": len(log), "horizon": horizon,
+        "name": task["name"],
+        "split": task["split"],
+        "task_id": task["task_id"],
+        "episodes": len(episodes),
+        "rows": len(log),
+        "horizon": horizon,
         "successes": sum(e.success for e in episodes),
         "interventions": sum(e.interventions for e in episodes),
         "env_steps": sum(e.steps for e in episodes),
-    }  # fmt: skip
+    }
     extra = {"fingerprint": task["fingerprint"], "shard": summary, "env": adapter.spec}
     write_steplog(log, task["path"], adapter.feature_names, extra=extra)
     return summary
@@ -328,7 +354,7 @@ def main(cfg: CollectConfig, log: Callable[[str], None] = print) -> Path:
             "seconds": round(elapsed, 3),
             "backend": cfg.backend,
             "ray_address": ray_address,
-        },  # fmt: skip
+        },
     }
     write_manifest(out, manifest)
     log(

@@ -167,9 +167,13 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
         for stmt, nxt in zip(body, body[1:], strict=False):
-            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)):  # fmt: skip
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -234,13 +238,25 @@ def add_dataclass_arguments(
         if path in skip or not f.init:
             continue
         tp, optional = _strip_optional(hints[f.name])
-        default = getattr(defaults, f.name) if defaults is not None else (
-            f.default if f.default is not MISSING else (
-                f.default_factory() if f.default_factory is not MISSING else MISSING))  # fmt: skip
+        default = (
+            getattr(defaults, f.name)
+            if defaults is not None
+            else (
+                f.default
+                if f.default is not MISSING
+                else (f.default_factory() if f.default_factory is not MISSING else MISSING)
+            )
+        )
         if is_dataclass(tp):
             inner = default if is_dataclass(default) else None
-            add_dataclass_arguments(parser, tp, prefix=path + ".", skip=skip, aliases=aliases,  # type: ignore[arg-type]
-                                    defaults=inner)  # fmt: skip
+            add_dataclass_arguments(
+                parser,
+                tp,  # type: ignore[arg-type]
+                prefix=path + ".",
+                skip=skip,
+                aliases=aliases,
+                defaults=inner,
+            )
             continue
         parse, extra = _value_parser(f.name, tp)
         if parse is None and not extra:
@@ -251,8 +267,12 @@ def add_dataclass_arguments(
         else:
             help_text += f" (default: {_show(default)})"
         flag = aliases.get(path, "--" + path.replace(".", "-").replace("_", "-"))
-        kw: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS,
-                              "help": help_text.replace("%", "%%"), **extra}  # fmt: skip
+        kw: dict[str, Any] = {
+            "dest": path,
+            "default": argparse.SUPPRESS,
+            "help": help_text.replace("%", "%%"),
+            **extra,
+        }
         if parse is not None:
             kw["type"] = parse
             kw.setdefault("metavar", f.name.upper())
@@ -282,9 +302,15 @@ def _apply(cls: type, base: Any, given: dict[str, Any], prefix: str) -> Any:
         path = prefix + f.name
         tp, _ = _strip_optional(hints[f.name])
         if is_dataclass(tp) and any(k.startswith(path + ".") for k in given):
-            inner = getattr(base, f.name) if base is not None else (
-                f.default if f.default is not MISSING else (
-                    f.default_factory() if f.default_factory is not MISSING else None))  # fmt: skip
+            inner = (
+                getattr(base, f.name)
+                if base is not None
+                else (
+                    f.default
+                    if f.default is not MISSING
+                    else (f.default_factory() if f.default_factory is not MISSING else None)
+                )
+            )
             kw[f.name] = _apply(tp, inner, given, path + ".")  # type: ignore[arg-type]
         elif path in given:
             kw[f.name] = given[path]

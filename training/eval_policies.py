@@ -164,9 +164,13 @@ def baseline_decide(
     def decide(ctx: RunContext) -> bool:
         scores = prm.score(ctx.features[None])[0] if prm is not None else None
         dctx = DecisionContext(
-            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=_budget(ctx),
-            cost=ps.cost, features=ctx.features, prm=scores,
-        )  # fmt: skip
+            t=ctx.t,
+            steps_left=max(ctx.steps_left, 0),
+            remaining=_budget(ctx),
+            cost=ps.cost,
+            features=ctx.features,
+            prm=scores,
+        )
         return policy.decide(dctx, rng)
 
     return decide
@@ -184,9 +188,12 @@ def oracle_decide(ps: PolicySet) -> Decide:
         j = int(np.searchsorted(keys, ctx.state_key))
         idx = j if j < keys.shape[0] and keys[j] == ctx.state_key else None
         dctx = DecisionContext(
-            t=ctx.t, steps_left=max(ctx.steps_left, 0), remaining=_budget(ctx),
-            cost=ps.cost, state_index=idx,
-        )  # fmt: skip
+            t=ctx.t,
+            steps_left=max(ctx.steps_left, 0),
+            remaining=_budget(ctx),
+            cost=ps.cost,
+            state_index=idx,
+        )
         return policy.decide(dctx, rng)
 
     return decide
@@ -201,23 +208,39 @@ def log_contexts(ps: PolicySet) -> BatchContext | None:
         return None
     log = ps.log
     return BatchContext(
-        t=log.t, steps_left=np.zeros(len(log), np.int64), remaining=np.full(len(log), 10**6),
-        cost=ps.cost, features=log.features, prm=ps.prm.score(log.features),
-    )  # fmt: skip
+        t=log.t,
+        steps_left=np.zeros(len(log), np.int64),
+        remaining=np.full(len(log), 10**6),
+        cost=ps.cost,
+        features=log.features,
+        prm=ps.prm.score(log.features),
+    )
 
 
 def search_params(
-    adapter: EnvAdapter, name: str, budget: int, ps: PolicySet, ctxs: BatchContext,
-    cfg: EvalConfig, rng: np.random.Generator,
-) -> dict[str, float]:  # fmt: skip
+    adapter: EnvAdapter,
+    name: str,
+    budget: int,
+    ps: PolicySet,
+    ctxs: BatchContext,
+    cfg: EvalConfig,
+    rng: np.random.Generator,
+) -> dict[str, float]:
     """Best-success threshold among ``cfg.search_rates``, measured live on training seeds."""
     best: tuple[float, dict[str, float]] = (-1.0, calibrate(name, ctxs, 0.0))
     for q in cfg.search_rates:
         params = calibrate(name, ctxs, float(q))
         out = run_cell(
-            adapter, baseline_decide(name, params, ps, rng), budget, ps.k, ps.cost,
-            cfg.search_episodes, cfg.train_seed_start, cfg.train_n_tasks, cfg.root_seed + 1,
-        )  # fmt: skip
+            adapter,
+            baseline_decide(name, params, ps, rng),
+            budget,
+            ps.k,
+            ps.cost,
+            cfg.search_episodes,
+            cfg.train_seed_start,
+            cfg.train_n_tasks,
+            cfg.root_seed + 1,
+        )
         s = float(out["success"].mean())
         if s > best[0]:
             best = (s, params)
@@ -225,9 +248,14 @@ def search_params(
 
 
 def match_random_rate(
-    adapter: EnvAdapter, target: float, budget: int, ps: PolicySet, cfg: EvalConfig,
-    rng: np.random.Generator, iterations: int = 10,
-) -> tuple[float, float]:  # fmt: skip
+    adapter: EnvAdapter,
+    target: float,
+    budget: int,
+    ps: PolicySet,
+    cfg: EvalConfig,
+    rng: np.random.Generator,
+    iterations: int = 10,
+) -> tuple[float, float]:
     """Random's per-decision rate whose live interventions per episode match ``target``.
 
     Bisection on p in [0, 1], each probe ``cfg.search_episodes`` live episodes at ``budget``
@@ -240,10 +268,16 @@ def match_random_rate(
 
     def usage(p: float) -> float:
         out = run_cell(
-            adapter, baseline_decide("random", {"rate": p}, ps, np.random.default_rng(seed)),
-            budget, ps.k, ps.cost,
-            cfg.search_episodes, cfg.train_seed_start, cfg.train_n_tasks, cfg.root_seed + 2,
-        )  # fmt: skip
+            adapter,
+            baseline_decide("random", {"rate": p}, ps, np.random.default_rng(seed)),
+            budget,
+            ps.k,
+            ps.cost,
+            cfg.search_episodes,
+            cfg.train_seed_start,
+            cfg.train_n_tasks,
+            cfg.root_seed + 2,
+        )
         return float(out["interventions"].mean())
 
     if target <= 0 or budget < ps.cost:

@@ -145,16 +145,17 @@ def evaluate(
     # Random spends what the policy it is compared with spends: the helper's interventions
     # per episode at each C (the oracle's when there is no helper), searched live on
     # training seeds.
-    match_to = "helper" if "helper" in policies else "dp_oracle" if "dp_oracle" in policies else None
+    match_to = (
+        "helper" if "helper" in policies else "dp_oracle" if "dp_oracle" in policies else None
+    )
     if match_to is not None:
         target = {c["budget"]: c["interventions_per_episode"] for c in policies[match_to]}
-        rates = {
-            b: match_random_rate(adapter, target[b], b, ps, cfg, rng) for b in cfg.budgets
-        }
+        rates = {b: match_random_rate(adapter, target[b], b, ps, cfg, rng) for b in cfg.budgets}
         run("random", lambda b: baseline_decide("random", {"rate": rates[b][0]}, ps, rng))
         notes.append(
             f"random matched to the {POLICY_LABELS[match_to]}'s interventions/episode on "
-            "training seeds: " + ", ".join(
+            "training seeds: "
+            + ", ".join(
                 f"C={b}: p={p:.4f} ({u:.2f} vs {target[b]:.2f})" for b, (p, u) in rates.items()
             )
         )
@@ -208,14 +209,18 @@ def evaluate(
         "oracle_kind": ps.oracle_kind,
         "oracle_prediction": prediction,
         "seeds": {
-            "start": cfg.seed_start, "n_tasks": cfg.n_tasks, "root": cfg.root_seed,
+            "start": cfg.seed_start,
+            "n_tasks": cfg.n_tasks,
+            "root": cfg.root_seed,
             "description": f"task seeds {cfg.seed_start}..{cfg.seed_start + cfg.n_tasks - 1}",
             "train": f"task seeds {cfg.train_seed_start}..{cfg.train_seed_start + cfg.train_n_tasks - 1}",
-        },  # fmt: skip
+        },
         "reference": ref,
         "train_seeds": {
-            "start": cfg.train_seed_start, "n_tasks": cfg.train_n_tasks, "cells": seen,
-        },  # fmt: skip
+            "start": cfg.train_seed_start,
+            "n_tasks": cfg.train_n_tasks,
+            "cells": seen,
+        },
         "policies": out_pol,
         "notes": notes,
     }
@@ -269,9 +274,15 @@ def main(cfg: ArtifactEvalConfig) -> Path:
         ps.log, _ = read_steplog(run / "log", split="train")
         mcfg = m.get("training_config", {}).get("model", {})
         est = estimate(
-            ps.log, ps.prm, int(m["horizon"]), k, cost, int(mcfg.get("n_min", 1)),
-            str(mcfg.get("leaf", "prm")), bool(m.get("dp", {}).get("timeout_failure", False)),
-        )  # fmt: skip
+            ps.log,
+            ps.prm,
+            int(m["horizon"]),
+            k,
+            cost,
+            int(mcfg.get("n_min", 1)),
+            str(mcfg.get("leaf", "prm")),
+            bool(m.get("dp", {}).get("timeout_failure", False)),
+        )
         estimated = (est, solve_budgeted(est, cmax))
     else:
         ps.notes.append("no training log beside the artifact: threshold baselines skipped")
@@ -289,11 +300,14 @@ def main(cfg: ArtifactEvalConfig) -> Path:
 
 
 ALIASES = {
-    "evaluation.budgets": "--budgets", "evaluation.episodes": "--episodes",
-    "evaluation.n_tasks": "--eval-tasks", "evaluation.seed_start": "--seed-start",
-    "evaluation.calibration": "--calibration", "evaluation.progress": "--progress",
+    "evaluation.budgets": "--budgets",
+    "evaluation.episodes": "--episodes",
+    "evaluation.n_tasks": "--eval-tasks",
+    "evaluation.seed_start": "--seed-start",
+    "evaluation.calibration": "--calibration",
+    "evaluation.progress": "--progress",
     "evaluation.allow_failed_checks": "--allow-failed-checks",
-}  # fmt: skip
+}
 """Flags kept short (and as they were before the parser was derived from the dataclasses)."""
 
 

@@ -156,7 +156,8 @@ def decisions_to_steplog(records: list[dict[str, Any]]) -> tuple[StepLog, dict[s
         n_ep += 1
     if not feats:
         raise StepLogError("decision log: no session has both decisions and an outcome")
-    log = StepLog(**{k: np.asarray(v) for k, v in cols.items()}, features=np.stack(feats))
+    columns: dict[str, Any] = {k: np.asarray(v) for k, v in cols.items()}
+    log = StepLog(**columns, features=np.stack(feats))
     counts = {
         "episodes": n_ep,
         "rows": len(log),
@@ -184,11 +185,21 @@ def main(cfg: ExportConfig) -> Path:
     if counts["episodes"] >= 2 and cfg.test_fraction > 0:
         splits["train"], splits["test"] = split_episodes(log, cfg.test_fraction, cfg.split_seed)
     out = write_log_dir(
-        cfg.out, splits, names, env="service", agent="production", expert="production", k=k,
-        cost=cost, step_limits=limits,
-        extra={"source": {"decision_log": str(cfg.log)}, "export": counts,
-               "split": {"test_fraction": cfg.test_fraction, "seed": cfg.split_seed}},
-    )  # fmt: skip
+        cfg.out,
+        splits,
+        names,
+        env="service",
+        agent="production",
+        expert="production",
+        k=k,
+        cost=cost,
+        step_limits=limits,
+        extra={
+            "source": {"decision_log": str(cfg.log)},
+            "export": counts,
+            "split": {"test_fraction": cfg.test_fraction, "seed": cfg.split_seed},
+        },
+    )
     print(f"[helpseek export-log] {counts} -> {out}", flush=True)
     return out
 

@@ -156,10 +156,15 @@ def budgeted_rows(
     for j, c in enumerate(budgets):
         xs.append(
             encode_inputs(
-                stats, points.features, np.full(points.t.shape, c), points.steps_left,
-                cmax, horizon, cost,
+                stats,
+                points.features,
+                np.full(points.t.shape, c),
+                points.steps_left,
+                cmax,
+                horizon,
+                cost,
             )
-        )  # fmt: skip
+        )
         ys.append(labels[:, j])
         vs.append(points.visits)
     y = np.concatenate(ys).astype(np.float32)
@@ -183,10 +188,15 @@ def lagrangian_rows(
             continue
         xs.append(
             encode_inputs(
-                stats, points.features, np.full(points.t.shape, c), points.steps_left,
-                cmax, horizon, cost,
+                stats,
+                points.features,
+                np.full(points.t.shape, c),
+                points.steps_left,
+                cmax,
+                horizon,
+                cost,
             )
-        )  # fmt: skip
+        )
         ys.append(label_lagrangian(sol, model, points.t, points.state_key))
         vs.append(points.visits)
     if not xs:
@@ -200,9 +210,15 @@ def fit_helper(rows: HelperRows, cfg: HelperConfig, progress: bool = True) -> ML
     from training.mlp import fit_mlp  # torch is imported only when training
 
     return fit_mlp(
-        rows.x, rows.y, sample_weight=rows.w, hidden=cfg.hidden, epochs=cfg.epochs, lr=cfg.lr,
-        seed=cfg.seed, progress=progress,
-    )  # fmt: skip
+        rows.x,
+        rows.y,
+        sample_weight=rows.w,
+        hidden=cfg.hidden,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        progress=progress,
+    )
 
 
 def row_accuracy(mlp: MLP, rows: HelperRows, threshold: float) -> dict[str, float]:
@@ -222,7 +238,11 @@ def row_accuracy(mlp: MLP, rows: HelperRows, threshold: float) -> dict[str, floa
 
 def save_helper_npz(path: Path, mlp: MLP, stats: FeatureStats, budgets: list[int]) -> None:
     """Write a comparator helper (e.g. the Lagrangian one) as one ``.npz`` (no pickle)."""
-    arrays: dict[str, Any] = {**mlp.to_arrays(), **stats.to_arrays(), "budgets": np.asarray(budgets)}
+    arrays: dict[str, Any] = {
+        **mlp.to_arrays(),
+        **stats.to_arrays(),
+        "budgets": np.asarray(budgets),
+    }
     np.savez(path, **arrays)
 
 
@@ -231,6 +251,10 @@ def load_helper_npz(path: Path, like: Helper) -> Helper:
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     return Helper(
-        MLP.from_arrays(arrays, str(path)), FeatureStats.from_arrays(arrays, str(path)),
-        like.cmax, like.horizon, like.cost, like.threshold,
-    )  # fmt: skip
+        MLP.from_arrays(arrays, str(path)),
+        FeatureStats.from_arrays(arrays, str(path)),
+        like.cmax,
+        like.horizon,
+        like.cost,
+        like.threshold,
+    )

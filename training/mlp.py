@@ -76,8 +76,19 @@ def fit_mlp(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _train(x, y, sample_weight, hidden, epochs, lr, batch_size, weight_decay,
-                      class_weight, seed, progress)  # fmt: skip
+        return _train(
+            x,
+            y,
+            sample_weight,
+            hidden,
+            epochs,
+            lr,
+            batch_size,
+            weight_decay,
+            class_weight,
+            seed,
+            progress,
+        )
     finally:
         torch.set_num_threads(previous)
 

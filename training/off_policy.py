@@ -147,9 +147,14 @@ def policy_q(
 
 
 def dr_terms(
-    log: StepLog, steps_left: np.ndarray, decide: RowDecide, budget: int, cost: int,
-    model: TabularModel, table: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    log: StepLog,
+    steps_left: np.ndarray,
+    decide: RowDecide,
+    budget: int,
+    cost: int,
+    model: TabularModel,
+    table: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(E, L) per episode and decision index: rho_t, rho_{t-1}, r_t, Q(x_t, a_t), V(x_t).
 
     ``table`` is the policy's plan on ``model`` (the control variate). After an episode ends
@@ -179,9 +184,14 @@ def dr_terms(
 
 
 def dr_estimate(
-    log: StepLog, steps_left: np.ndarray, decide: RowDecide, budget: int, cost: int,
-    model: TabularModel, table: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    log: StepLog,
+    steps_left: np.ndarray,
+    decide: RowDecide,
+    budget: int,
+    cost: int,
+    model: TabularModel,
+    table: np.ndarray,
+) -> np.ndarray:
     """Per-episode doubly robust values (their mean is the DR estimate; unbiased)."""
     rho, prev, r, qa, v = dr_terms(log, steps_left, decide, budget, cost, model, table)
     return (rho * r - rho * qa + prev * v).sum(axis=1)

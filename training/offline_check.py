@@ -51,37 +51,62 @@ def compare(live_dir: Path, log_dir: Path) -> dict[str, Any]:
             if lv is None:
                 continue
             m, s, d = c["model"], c["importance_sampling"], c["doubly_robust"]
-            rows.append({
-                "policy": pol["label"], "budget": c["budget"], "live": lv["success"],
-                "live_ci": lv.get("ci"), "model": m["success"], "model_ci": m["ci"],
-                "model_inside": bool(m["ci"][0] <= lv["success"] <= m["ci"][1]),
-                "is": s["success"], "is_ci": s["ci"], "is_ess": s["ess"],
-                "is_inside": bool(s["ci"][0] <= lv["success"] <= s["ci"][1]),
-                "dr": d["success"], "dr_ci": d["ci"],
-                "dr_inside": bool(d["ci"][0] <= lv["success"] <= d["ci"][1]),
-                "wdr": c["weighted_doubly_robust"]["success"],
-                "wdr_ci": c["weighted_doubly_robust"]["ci"],
-                "wdr_inside": bool(c["weighted_doubly_robust"]["ci"][0] <= lv["success"]
-                                   <= c["weighted_doubly_robust"]["ci"][1]),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "policy": pol["label"],
+                    "budget": c["budget"],
+                    "live": lv["success"],
+                    "live_ci": lv.get("ci"),
+                    "model": m["success"],
+                    "model_ci": m["ci"],
+                    "model_inside": bool(m["ci"][0] <= lv["success"] <= m["ci"][1]),
+                    "is": s["success"],
+                    "is_ci": s["ci"],
+                    "is_ess": s["ess"],
+                    "is_inside": bool(s["ci"][0] <= lv["success"] <= s["ci"][1]),
+                    "dr": d["success"],
+                    "dr_ci": d["ci"],
+                    "dr_inside": bool(d["ci"][0] <= lv["success"] <= d["ci"][1]),
+                    "wdr": c["weighted_doubly_robust"]["success"],
+                    "wdr_ci": c["weighted_doubly_robust"]["ci"],
+                    "wdr_inside": bool(
+                        c["weighted_doubly_robust"]["ci"][0]
+                        <= lv["success"]
+                        <= c["weighted_doubly_robust"]["ci"][1]
+                    ),
+                }
+            )
     return {"env": live["env"], "same_helper_weights": bool(same), "rows": rows}
 
 
 def _md(results: list[dict[str, Any]]) -> str:
-    est = (("model", "model-based"), ("is", "weighted IS"), ("dr", "doubly robust"),
-           ("wdr", "weighted DR"))  # fmt: skip
-    lines = ["# train --log vs train --env, offline estimates vs live", "",
-             "Each offline cell: estimate [95% interval]; *in* = the live success lies inside it.",
-             ""]  # fmt: skip
+    est = (
+        ("model", "model-based"),
+        ("is", "weighted IS"),
+        ("dr", "doubly robust"),
+        ("wdr", "weighted DR"),
+    )
+    lines = [
+        "# train --log vs train --env, offline estimates vs live",
+        "",
+        "Each offline cell: estimate [95% interval]; *in* = the live success lies inside it.",
+        "",
+    ]
     for r in results:
         rows = r["rows"]
-        cover = ", ".join(f"{label} {sum(x[k + '_inside'] for x in rows)}/{len(rows)}"
-                          for k, label in est)  # fmt: skip
+        cover = ", ".join(
+            f"{label} {sum(x[k + '_inside'] for x in rows)}/{len(rows)}" for k, label in est
+        )
         head = " | ".join(f"{label} [95%] | in?" for _, label in est)
-        lines += [f"## {r['env']}", "",
-                  f"helper weights identical (train --log vs train --env): "
-                  f"**{r['same_helper_weights']}**; live inside the interval: {cover}", "",
-                  f"| policy | C | live [95%] | {head} |", "|---|---|---|" + "---|---|" * len(est)]  # fmt: skip
+        lines += [
+            f"## {r['env']}",
+            "",
+            f"helper weights identical (train --log vs train --env): "
+            f"**{r['same_helper_weights']}**; live inside the interval: {cover}",
+            "",
+            f"| policy | C | live [95%] | {head} |",
+            "|---|---|---|" + "---|---|" * len(est),
+        ]
         for x in rows:
             live = f"{x['live']:.3f}"
             if x.get("live_ci"):
@@ -109,12 +134,25 @@ def main(argv: list[str] | None = None) -> Path:
     budgets = tuple(int(b) for b in ns.budgets.split(","))
     results = []
     for i, env in enumerate(ns.env or ENVS):
-        base = replace(default_config(ns.out / f"env{i}" / "live"), env=env, cmax=max(budgets),
-                       model=ModelConfig(lagrangian=False, offline_rl=False), progress=False,
-                       evaluation=EvalConfig(episodes=ns.episodes, n_tasks=ns.episodes, budgets=budgets))  # fmt: skip
+        base = replace(
+            default_config(ns.out / f"env{i}" / "live"),
+            env=env,
+            cmax=max(budgets),
+            model=ModelConfig(lagrangian=False, offline_rl=False),
+            progress=False,
+            evaluation=EvalConfig(episodes=ns.episodes, n_tasks=ns.episodes, budgets=budgets),
+        )
         live = train_main(base)
-        off = train_main(TrainConfig(**{**base.__dict__, "env": None, "log": live / "run" / "log",
-                                        "out": ns.out / f"env{i}" / "log"}))  # fmt: skip
+        off = train_main(
+            TrainConfig(
+                **{
+                    **base.__dict__,
+                    "env": None,
+                    "log": live / "run" / "log",
+                    "out": ns.out / f"env{i}" / "log",
+                }
+            )
+        )
         results.append(compare(live, off))
     (ns.out / "offline_check.json").write_text(json.dumps(results, indent=2, default=float))
     (ns.out / "offline_check.md").write_text(_md(results))

@@ -115,8 +115,14 @@ def _policies(
             policy = make_policy(name, **(params or {}))
 
             def rows_decide(rows: np.ndarray, c: np.ndarray, left: np.ndarray) -> np.ndarray:
-                ctx = BatchContext(t=test.t[rows], steps_left=left, remaining=c, cost=cost,
-                                   features=test.features[rows], prm=log_prm[rows])  # fmt: skip
+                ctx = BatchContext(
+                    t=test.t[rows],
+                    steps_left=left,
+                    remaining=c,
+                    cost=cost,
+                    features=test.features[rows],
+                    prm=log_prm[rows],
+                )
                 return policy.decide_batch(ctx, np.random.default_rng(0))
 
             return rows_decide
@@ -131,15 +137,28 @@ def _policies(
     }
 
 
-LABELS = {"helper": "helper", "never": "never", "prm_threshold": "PRM-threshold",
-          "gain_threshold": "gain-threshold"}  # fmt: skip
+LABELS = {
+    "helper": "helper",
+    "never": "never",
+    "prm_threshold": "PRM-threshold",
+    "gain_threshold": "gain-threshold",
+}
 
 
 def offline_evaluation(
-    steps: Steps, helper: Helper, prm: MLPPRM, train_model: TabularModel, *, n_min: int,
-    leaf: str, timeout_failure: bool, budgets: tuple[int, ...], out: Path, bootstrap: int = 200,
+    steps: Steps,
+    helper: Helper,
+    prm: MLPPRM,
+    train_model: TabularModel,
+    *,
+    n_min: int,
+    leaf: str,
+    timeout_failure: bool,
+    budgets: tuple[int, ...],
+    out: Path,
+    bootstrap: int = 200,
     seed: int = 0,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Estimate every policy's success per budget offline; write ``out``; return a summary.
 
     ``train_model`` (the model the helper was trained on) is the doubly robust estimate's
@@ -153,9 +172,14 @@ def offline_evaluation(
     train = steps.log
     train_prm = prm.score(train.features)
     train_makers = _policies(train, train_prm, helper, steps.cost)
-    ctxs = BatchContext(t=train.t, steps_left=np.zeros(len(train), np.int64),
-                        remaining=np.full(len(train), 10**6), cost=steps.cost,
-                        features=train.features, prm=train_prm)  # fmt: skip
+    ctxs = BatchContext(
+        t=train.t,
+        steps_left=np.zeros(len(train), np.int64),
+        remaining=np.full(len(train), 10**6),
+        cost=steps.cost,
+        features=train.features,
+        prm=train_prm,
+    )
     tables: dict[str, dict[int, np.ndarray]] = {}
     deciders: dict[str, dict[int, RowDecide]] = {}
     params: dict[str, dict[int, dict[str, float]]] = {}
@@ -175,8 +199,16 @@ def offline_evaluation(
     rng = np.random.default_rng(seed)
     boots = []  # (re-estimated model, its states' index in ``model``) per resample
     for _ in range(bootstrap):
-        m = estimate(_bootstrap_episodes(test, rng), prm, steps.horizon, steps.k, steps.cost,
-                     n_min, leaf, timeout_failure)  # fmt: skip
+        m = estimate(
+            _bootstrap_episodes(test, rng),
+            prm,
+            steps.horizon,
+            steps.k,
+            steps.cost,
+            n_min,
+            leaf,
+            timeout_failure,
+        )
         boots.append((m, align_keys(model.state_keys, m.state_keys)))
     policies: dict[str, Any] = {}
     for name in makers:
@@ -189,9 +221,12 @@ def offline_evaluation(
                 samples.append(evaluate_policy(m, table[:, idx, :], budget=b)[0])
             w, r = is_estimate(test, left, deciders[name][b], b, steps.cost)
             plan = model_policy_table(
-                train_model, train, steps.steps_left,
-                train_makers[name](params.get(name, {}).get(b)), cmax,
-            )  # fmt: skip
+                train_model,
+                train,
+                steps.steps_left,
+                train_makers[name](params.get(name, {}).get(b)),
+                cmax,
+            )
             terms = dr_terms(test, left, deciders[name][b], b, steps.cost, train_model, plan)
             dr = (terms[0] * terms[2] - terms[0] * terms[3] + terms[1] * terms[4]).sum(axis=1)
             n_ep = dr.shape[0]
@@ -204,42 +239,69 @@ def offline_evaluation(
             )
             est, ess = _wis(w, r), float(w.sum() ** 2 / max(float((w**2).sum()), 1e-300))
             n_eff = max(int(round(ess)), 1)
-            is_ci = (list(wilson_interval(int(round(est * n_eff)), n_eff)) if np.isfinite(est)
-                     else [float("nan"), float("nan")])  # fmt: skip
-            cells.append({
-                "budget": b,
-                "model": {"success": success, "ci": _ci(np.asarray(samples)),
-                          "interventions_per_episode": usage,
-                          "intervention_rate": float(intervention_rate(model, table)[b])},
-                "importance_sampling": {
-                    "success": est, "ci": is_ci, "ess": ess,
-                    "matched_episodes": int((w > 0).sum()), "episodes": int(w.shape[0]),
-                },
-                "doubly_robust": {"success": float(dr.mean()),
-                                  "ci": [float(dr.mean() - half), float(dr.mean() + half)]},
-                "weighted_doubly_robust": {"success": wdr, "ci": _ci(wdr_s)},
-            })  # fmt: skip
+            is_ci = (
+                list(wilson_interval(int(round(est * n_eff)), n_eff))
+                if np.isfinite(est)
+                else [float("nan"), float("nan")]
+            )
+            cells.append(
+                {
+                    "budget": b,
+                    "model": {
+                        "success": success,
+                        "ci": _ci(np.asarray(samples)),
+                        "interventions_per_episode": usage,
+                        "intervention_rate": float(intervention_rate(model, table)[b]),
+                    },
+                    "importance_sampling": {
+                        "success": est,
+                        "ci": is_ci,
+                        "ess": ess,
+                        "matched_episodes": int((w > 0).sum()),
+                        "episodes": int(w.shape[0]),
+                    },
+                    "doubly_robust": {
+                        "success": float(dr.mean()),
+                        "ci": [float(dr.mean() - half), float(dr.mean() + half)],
+                    },
+                    "weighted_doubly_robust": {"success": wdr, "ci": _ci(wdr_s)},
+                }
+            )
         policies[name] = {"label": LABELS[name], "cells": cells}
     metrics = {
-        "evaluation_kind": "offline", "label": OFFLINE_LABEL, "env": steps.env,
-        "held_out": {"how": steps.held_out, "episodes": int(np.unique(test.episode_id).shape[0]),
-                     "rows": len(test)},
-        "model": {"states": model.n_states, "horizon": steps.horizon, "k": steps.k,
-                  "cost": steps.cost},
-        "budgets": list(budgets), "bootstrap": bootstrap, "threshold_params": params,
+        "evaluation_kind": "offline",
+        "label": OFFLINE_LABEL,
+        "env": steps.env,
+        "held_out": {
+            "how": steps.held_out,
+            "episodes": int(np.unique(test.episode_id).shape[0]),
+            "rows": len(test),
+        },
+        "model": {
+            "states": model.n_states,
+            "horizon": steps.horizon,
+            "k": steps.k,
+            "cost": steps.cost,
+        },
+        "budgets": list(budgets),
+        "bootstrap": bootstrap,
+        "threshold_params": params,
         "policies": policies,
-    }  # fmt: skip
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     (out / "report.md").write_text(offline_markdown(metrics))
     return {
-        "evaluation_kind": "offline", "label": OFFLINE_LABEL, "budgets": list(budgets),
+        "evaluation_kind": "offline",
+        "label": OFFLINE_LABEL,
+        "budgets": list(budgets),
         "helper_model_success": [c["model"]["success"] for c in policies["helper"]["cells"]],
         "never_model_success": [c["model"]["success"] for c in policies["never"]["cells"]],
-        "helper_is_success": [c["importance_sampling"]["success"]
-                              for c in policies["helper"]["cells"]],
+        "helper_is_success": [
+            c["importance_sampling"]["success"] for c in policies["helper"]["cells"]
+        ],
         "helper_dr_success": [c["doubly_robust"]["success"] for c in policies["helper"]["cells"]],
-    }  # fmt: skip
+    }
 
 
 def _ci(samples: np.ndarray) -> list[float]:
@@ -277,6 +339,9 @@ def offline_markdown(metrics: dict[str, Any]) -> str:
                 f"[{d['ci'][0]:.3f}, {d['ci'][1]:.3f}] | {wd['success']:.3f} "
                 f"[{wd['ci'][0]:.3f}, {wd['ci'][1]:.3f}] |"
             )
-    lines += ["", "Threshold parameters per budget (matched to the helper's predicted rate): "
-              f"`{json.dumps(metrics['threshold_params'])}`"]  # fmt: skip
+    lines += [
+        "",
+        "Threshold parameters per budget (matched to the helper's predicted rate): "
+        f"`{json.dumps(metrics['threshold_params'])}`",
+    ]
     return "\n".join(lines) + "\n"

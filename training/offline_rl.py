@@ -135,9 +135,14 @@ def budget_transitions(
         vn.append(np.stack([np.ones(r.shape[0], bool), c_next >= cost], axis=1))
         vv.append(np.stack([np.ones(r.shape[0], bool), c_now >= cost], axis=1))
     return Transitions(
-        np.concatenate(xs), np.concatenate(acts), np.concatenate(rew), np.concatenate(xn),
-        np.concatenate(dn), np.concatenate(vn), np.concatenate(vv),
-    )  # fmt: skip
+        np.concatenate(xs),
+        np.concatenate(acts),
+        np.concatenate(rew),
+        np.concatenate(xn),
+        np.concatenate(dn),
+        np.concatenate(vn),
+        np.concatenate(vv),
+    )
 
 
 def _net(in_dim: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
@@ -208,8 +213,11 @@ class OfflineQPolicy:
             tuple(arrays[f"W{i}"] for i in range(n)),
             tuple(arrays[f"b{i}"] for i in range(n)),
             FeatureStats.from_arrays(arrays, str(path)),
-            cmax, horizon, cost, float(arrays["margin"]),
-        )  # fmt: skip
+            cmax,
+            horizon,
+            cost,
+            float(arrays["margin"]),
+        )
 
 
 def train_offline_rl(
@@ -236,9 +244,13 @@ def train_offline_rl(
 
 
 def _train(
-    data: Transitions, stats: FeatureStats, cmax: int, horizon: int, cost: int,
+    data: Transitions,
+    stats: FeatureStats,
+    cmax: int,
+    horizon: int,
+    cost: int,
     cfg: OfflineRLConfig,
-) -> OfflineQPolicy:  # fmt: skip
+) -> OfflineQPolicy:
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     x = torch.from_numpy(data.x)
@@ -276,4 +288,3 @@ def _train(
     weights = tuple(mod.weight.detach().numpy().T.astype(np.float32).copy() for mod in linears)
     biases = tuple(mod.bias.detach().numpy().astype(np.float32).copy() for mod in linears)
     return OfflineQPolicy(weights, biases, stats, cmax, horizon, cost, cfg.margin)
-

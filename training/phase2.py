@@ -51,9 +51,16 @@ def leaf_values(log: StepLog, score_rows: StateScorer) -> np.ndarray:
 
 
 def estimate(
-    log: StepLog, prm: MLPPRM | None, horizon: int, k: int, cost: int, n_min: int = 1,
-    leaf: str = "prm", timeout_failure: bool = False, score_rows: StateScorer | None = None,
-) -> TabularModel:  # fmt: skip
+    log: StepLog,
+    prm: MLPPRM | None,
+    horizon: int,
+    k: int,
+    cost: int,
+    n_min: int = 1,
+    leaf: str = "prm",
+    timeout_failure: bool = False,
+    score_rows: StateScorer | None = None,
+) -> TabularModel:
     """Estimate the tabular model from the log with PRM-valued leaves.
 
     ``leaf``: 'prm' (the PRM on the state's first logged visit: ``score_rows`` if given, else
@@ -97,9 +104,17 @@ def oracle_for(
 
         arr = exact()
         model = model_from_policies(
-            arr.trans, arr.succ, arr.fail, arr.weak_policy, arr.expert_policy, arr.start,
-            horizon=arr.horizon, k=k, cost=cost, state_keys=arr.state_keys,
-        )  # fmt: skip
+            arr.trans,
+            arr.succ,
+            arr.fail,
+            arr.weak_policy,
+            arr.expert_policy,
+            arr.start,
+            horizon=arr.horizon,
+            k=k,
+            cost=cost,
+            state_keys=arr.state_keys,
+        )
         return model, solve_budgeted(model, cmax), "exact"
     if estimated is not None:
         model, _ = estimated

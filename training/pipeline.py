@@ -185,10 +185,21 @@ class FeatureRepresentation:
     def fit_prm(self, run: Run, steps: Steps) -> None:
         """``training.prm`` on the source's splits -> ``RUN/prm``; keep the MLP PRM."""
         cfg = self.cfg
-        pcfg = replace(cfg.prm or PRMConfig(log=steps.log_dir, out=run.run_dir / "prm"),
-                       log=steps.log_dir, out=run.run_dir / "prm", progress=cfg.progress)  # fmt: skip
-        prm_dir = prm_stage.fit(pcfg, steps.log, steps.test, steps.manifest, log_fn=run.say,
-                                adapter=steps.adapter, held_out=steps.held_out)  # fmt: skip
+        pcfg = replace(
+            cfg.prm or PRMConfig(log=steps.log_dir, out=run.run_dir / "prm"),
+            log=steps.log_dir,
+            out=run.run_dir / "prm",
+            progress=cfg.progress,
+        )
+        prm_dir = prm_stage.fit(
+            pcfg,
+            steps.log,
+            steps.test,
+            steps.manifest,
+            log_fn=run.say,
+            adapter=steps.adapter,
+            held_out=steps.held_out,
+        )
         with np.load(Path(prm_dir) / PRM_FILE, allow_pickle=False) as npz:
             self.prm_arrays = {k: npz[k] for k in npz.files}
         self.prm = MLPPRM.from_arrays(self.prm_arrays, str(Path(prm_dir) / PRM_FILE))
@@ -210,15 +221,17 @@ class FeatureRepresentation:
         )
         self.mlp = fit_helper(rows, cfg.helper, cfg.progress)
         self.fit = {"helper": row_accuracy(self.mlp, rows, cfg.helper.threshold)}
-        self.helper = Helper(self.mlp, self.stats, cfg.cmax, steps.horizon, cost,
-                             cfg.helper.threshold)  # fmt: skip
+        self.helper = Helper(
+            self.mlp, self.stats, cfg.cmax, steps.horizon, cost, cfg.helper.threshold
+        )
         run.lap("helper")
         if cfg.model.lagrangian:
             self._lagrangian(run, steps, p2, points)
             run.lap("lagrangian helper")
         if cfg.model.offline_rl:
-            self.offline_rl = train_offline_rl(log, self.stats, cfg.cmax, steps.horizon, cost,
-                                               cfg.offline, steps.steps_left)  # fmt: skip
+            self.offline_rl = train_offline_rl(
+                log, self.stats, cfg.cmax, steps.horizon, cost, cfg.offline, steps.steps_left
+            )
             self.offline_rl.save(run.run_dir / OFFLINE_RL_FILE)
             algo = f"CQL alpha={cfg.offline.alpha}" if cfg.offline.alpha > 0 else "double DQN"
             run.notes.append(
@@ -240,21 +253,34 @@ class FeatureRepresentation:
                 run.notes.append(
                     f"Lagrangian search failed for C={c} ({exc}); its helper interpolates"
                 )
-        self.lag_info.update({str(c): {"penalty": s.penalty, "usage": s.usage, "success": s.success}
-                              for c, s in sols.items()})  # fmt: skip
+        self.lag_info.update(
+            {
+                str(c): {"penalty": s.penalty, "usage": s.usage, "success": s.success}
+                for c, s in sols.items()
+            }
+        )
         if sols:
-            lrows = lagrangian_rows(points, model, sols, self.stats, cfg.cmax, steps.horizon,
-                                    steps.cost, cfg.helper)  # fmt: skip
+            lrows = lagrangian_rows(
+                points, model, sols, self.stats, cfg.cmax, steps.horizon, steps.cost, cfg.helper
+            )
             lmlp = fit_helper(lrows, cfg.helper, cfg.progress)
             self.fit["lagrangian_helper"] = row_accuracy(lmlp, lrows, cfg.helper.threshold)
             save_helper_npz(run.run_dir / LAGRANGIAN_FILE, lmlp, self.stats, sorted(sols))
-            self.lag_helper = Helper(lmlp, self.stats, cfg.cmax, steps.horizon, steps.cost,
-                                     cfg.helper.threshold)  # fmt: skip
+            self.lag_helper = Helper(
+                lmlp, self.stats, cfg.cmax, steps.horizon, steps.cost, cfg.helper.threshold
+            )
 
     def policies(self, run: Run, steps: Steps, p2: Phase2) -> PolicySet:
         """Return the helper, PRM, comparators and the training log (threshold calibration)."""
-        return PolicySet(k=steps.k, cost=steps.cost, helper=self.helper, prm=self.prm,
-                         lagrangian=self.lag_helper, offline_rl=self.offline_rl, log=steps.log)  # fmt: skip
+        return PolicySet(
+            k=steps.k,
+            cost=steps.cost,
+            helper=self.helper,
+            prm=self.prm,
+            lagrangian=self.lag_helper,
+            offline_rl=self.offline_rl,
+            log=steps.log,
+        )
 
     def finish_metrics(self, metrics: dict[str, Any], run: Run, steps: Steps) -> None:
         """Nothing to add: every feature policy is in ``evaluate``'s set."""
@@ -264,10 +290,17 @@ class FeatureRepresentation:
         from training.offline_eval import offline_evaluation
 
         return offline_evaluation(
-            steps, self.helper, self.prm, p2.model, n_min=self.cfg.model.n_min, leaf=self.cfg.model.leaf,
-            timeout_failure=p2.timeout_failure, budgets=self.cfg.evaluation.budgets,
-            out=run.dir / "report", bootstrap=self.cfg.offline_bootstrap,
-        )  # fmt: skip
+            steps,
+            self.helper,
+            self.prm,
+            p2.model,
+            n_min=self.cfg.model.n_min,
+            leaf=self.cfg.model.leaf,
+            timeout_failure=p2.timeout_failure,
+            budgets=self.cfg.evaluation.budgets,
+            out=run.dir / "report",
+            bootstrap=self.cfg.offline_bootstrap,
+        )
 
     def manifest(self, steps: Steps, p2: Phase2) -> dict[str, Any]:
         """Feature schema, helper constants and fit, the DP's target intervention rate."""
@@ -280,8 +313,10 @@ class FeatureRepresentation:
 
     def write(self, directory: Path, manifest: dict[str, Any]) -> None:
         """helper.npz + prm.npz, then load the artifact back through the service's loader."""
-        arrays = {"helper.npz": {**self.mlp.to_arrays(), **self.stats.to_arrays()},
-                  PRM_FILE: self.prm_arrays}  # fmt: skip
+        arrays = {
+            "helper.npz": {**self.mlp.to_arrays(), **self.stats.to_arrays()},
+            PRM_FILE: self.prm_arrays,
+        }
         write_artifact(directory, manifest, arrays)
         Helper.from_artifact(load_artifact(directory))  # refuse an artifact that won't load
 
@@ -295,40 +330,63 @@ def source_for(cfg: TrainConfig) -> StepSource:
     if cfg.log is not None:
         return LogSource(cfg.log, cfg.env, cfg.k, cfg.cost, cfg.test_fraction, cfg.split_seed)
     assert cfg.env is not None  # __post_init__
-    return LiveSource(CollectConfig(
-        env=cfg.env, out=cfg.out, train_seeds=cfg.train_seeds, test_seeds=cfg.test_seeds,
-        episodes_per_seed=cfg.episodes_per_seed, k=cfg.k or 1, cost=cfg.cost or 1,
-        workers=cfg.workers, progress=cfg.progress,
-    ))  # fmt: skip
+    return LiveSource(
+        CollectConfig(
+            env=cfg.env,
+            out=cfg.out,
+            train_seeds=cfg.train_seeds,
+            test_seeds=cfg.test_seeds,
+            episodes_per_seed=cfg.episodes_per_seed,
+            k=cfg.k or 1,
+            cost=cfg.cost or 1,
+            workers=cfg.workers,
+            progress=cfg.progress,
+        )
+    )
 
 
 def main(cfg: TrainConfig) -> Path:
     """Run every stage into ``cfg.out``; return the artifact directory."""
     settings = RunSettings(
-        out=cfg.out, cmax=cfg.cmax, n_min=cfg.model.n_min, leaf=cfg.model.leaf,
-        timeout_failure=cfg.model.timeout_failure, evaluation=cfg.evaluation,
-        progress=cfg.progress, torch_threads=cfg.torch_threads, config=cfg.to_dict(), name="train",
-    )  # fmt: skip
+        out=cfg.out,
+        cmax=cfg.cmax,
+        n_min=cfg.model.n_min,
+        leaf=cfg.model.leaf,
+        timeout_failure=cfg.model.timeout_failure,
+        evaluation=cfg.evaluation,
+        progress=cfg.progress,
+        torch_threads=cfg.torch_threads,
+        config=cfg.to_dict(),
+        name="train",
+    )
     return train(settings, source_for(cfg), FeatureRepresentation(cfg))
 
 
 # ---- command line: derived from the dataclasses ----------------------------------------------
 
 ALIASES = {
-    "model.n_min": "--n-min", "model.lagrangian": "--lagrangian",
-    "model.offline_rl": "--offline-rl", "model.timeout_failure": "--timeout-failure",
-    "model.leaf": "--leaf", "evaluation.budgets": "--budgets", "evaluation.episodes": "--episodes",
-    "evaluation.n_tasks": "--eval-tasks", "evaluation.calibration": "--calibration",
+    "model.n_min": "--n-min",
+    "model.lagrangian": "--lagrangian",
+    "model.offline_rl": "--offline-rl",
+    "model.timeout_failure": "--timeout-failure",
+    "model.leaf": "--leaf",
+    "evaluation.budgets": "--budgets",
+    "evaluation.episodes": "--episodes",
+    "evaluation.n_tasks": "--eval-tasks",
+    "evaluation.calibration": "--calibration",
     "evaluation.train_seed_check": "--train-seed-check",
     "evaluation.allow_failed_checks": "--allow-failed-checks",
-}  # fmt: skip
+}
 """Flags kept short (and as they were before the parser was derived)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``helpseek train``: every field of :class:`TrainConfig` (nested too)."""
-    parser.add_argument("--default", action="store_true",
-                        help="start from the built-in default (Taxi, ~1 minute); flags override it")  # fmt: skip
+    parser.add_argument(
+        "--default",
+        action="store_true",
+        help="start from the built-in default (Taxi, ~1 minute); flags override it",
+    )
     add_dataclass_arguments(parser, TrainConfig, skip=("prm",), aliases=ALIASES)
 
 

@@ -41,9 +41,12 @@ def calibration(probs: np.ndarray, outcomes: np.ndarray, n_bins: int = 10) -> di
     p = np.clip(np.asarray(probs, np.float64), 0.0, 1.0)
     y = np.asarray(outcomes).astype(np.int64)
     return {
-        "ece": ece(p, y, n_bins), "brier": brier_score(p, y), "auroc": auroc(p, y),
-        "rows": int(y.shape[0]), "base_rate": float(y.mean()) if y.size else float("nan"),
-    }  # fmt: skip
+        "ece": ece(p, y, n_bins),
+        "brier": brier_score(p, y),
+        "auroc": auroc(p, y),
+        "rows": int(y.shape[0]),
+        "base_rate": float(y.mean()) if y.size else float("nan"),
+    }
 
 
 def exact_behavior_q(ex: ExactArrays, p: float, k: int) -> np.ndarray:
@@ -103,9 +106,15 @@ def main(cfg: PRMConfig, log_fn: Any = print) -> Path:
 
 
 def fit(
-    cfg: PRMConfig, train: StepLog, test: StepLog, manifest: dict[str, Any], log_fn: Any = print,
-    adapter: EnvAdapter | None = None, held_out: str = "test split", directory: Path | None = None,
-) -> Path:  # fmt: skip
+    cfg: PRMConfig,
+    train: StepLog,
+    test: StepLog,
+    manifest: dict[str, Any],
+    log_fn: Any = print,
+    adapter: EnvAdapter | None = None,
+    held_out: str = "test split",
+    directory: Path | None = None,
+) -> Path:
     """Fit both PRMs on ``train``, calibrate on ``test``, write the outputs; return the folder.
 
     Files go to ``directory`` (default ``cfg.out``). ``adapter``: the environment for the exact
@@ -125,9 +134,16 @@ def fit(
     stats = FeatureStats.fit(train.features)
     x = np.concatenate([stats.normalise(train.features), train.action[:, None]], axis=1)
     mlp = fit_mlp(
-        x, y_train, hidden=cfg.hidden, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-        weight_decay=cfg.weight_decay, seed=cfg.seed, progress=cfg.progress,
-    )  # fmt: skip
+        x,
+        y_train,
+        hidden=cfg.hidden,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
     prm = MLPPRM(mlp, stats)
     p_mlp = prm.score(test.features)[rows, test.action.astype(np.int64)]
     arrays: dict[str, Any] = prm.to_arrays()

@@ -127,18 +127,22 @@ def _headline(metrics: dict[str, Any]) -> str:
     if pred:
         vals = [
             f"{pred[str(b)]['success']:.3f} ({pred[str(b)]['interventions_per_episode']:.2f})"
-            if str(b) in pred else "—"
+            if str(b) in pred
+            else "—"
             for b in budgets
-        ]  # fmt: skip
+        ]
         rows.append("| exact optimum (solver's prediction) | " + " | ".join(vals) + " | |")
     for name, pol in metrics["policies"].items():
         by_b = {c["budget"]: c for c in pol["cells"]}
         vals = [
             f"{_fmt(by_b[b]['success'])} ({_fmt(float(by_b[b]['interventions_per_episode']), 2)})"
-            if b in by_b else "—"
+            if b in by_b
+            else "—"
             for b in budgets
-        ]  # fmt: skip
-        rows.append(f"| {pol.get('label', name)} | " + " | ".join(vals) + f" | {_fmt(pol['apgr'])} |")
+        ]
+        rows.append(
+            f"| {pol.get('label', name)} | " + " | ".join(vals) + f" | {_fmt(pol['apgr'])} |"
+        )
     never, always = metrics["reference"]["never"], metrics["reference"]["always"]
     foot = (
         f"\nnever: {_fmt(never['success'])} [{_fmt(never['ci'][0])}, {_fmt(never['ci'][1])}]; "
@@ -155,22 +159,35 @@ def _generalisation(metrics: dict[str, Any]) -> list[str]:
     above = [b for b in metrics["budgets"] if cmax is not None and b > cmax]
     if above and "helper" in pol and "dp_oracle" in pol:
         by = {n: {c["budget"]: c["success"] for c in pol[n]["cells"]} for n in pol}
-        lines += ["", f"## Budgets above the trained Cmax = {cmax}", "",
-                  "The helper's budget input is clipped to Cmax (core encoding): more budget "
-                  "never asks it about budgets it was not trained on.", "",
-                  "| C | DP oracle | helper |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## Budgets above the trained Cmax = {cmax}",
+            "",
+            "The helper's budget input is clipped to Cmax (core encoding): more budget "
+            "never asks it about budgets it was not trained on.",
+            "",
+            "| C | DP oracle | helper |",
+            "|---|---|---|",
+        ]
         for b in above:
             lines.append(f"| {b} | {_fmt(by['dp_oracle'][b])} | {_fmt(by['helper'][b])} |")
     seen = metrics.get("train_seeds", {}).get("cells") or {}
     if seen:
-        lines += ["", "## Training seeds vs held-out seeds (success)", "",
-                  "| policy | C | training seeds | held-out seeds | drop |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Training seeds vs held-out seeds (success)",
+            "",
+            "| policy | C | training seeds | held-out seeds | drop |",
+            "|---|---|---|---|---|",
+        ]
         for name, cells in seen.items():
             held = {c["budget"]: c["success"] for c in pol[name]["cells"]}
             for b, c in cells.items():
                 h = held[int(b)]
-                lines.append(f"| {pol[name]['label']} | {b} | {_fmt(c['success'])} | {_fmt(h)} | "
-                             f"{_fmt(c['success'] - h)} |")
+                lines.append(
+                    f"| {pol[name]['label']} | {b} | {_fmt(c['success'])} | {_fmt(h)} | "
+                    f"{_fmt(c['success'] - h)} |"
+                )
     return lines
 
 
@@ -228,7 +245,11 @@ def write_report(metrics: dict[str, Any], out_dir: Path | str, title: str | None
         "",
         f"Live rollouts on held-out seeds ({seeds['description']}), "
         f"{metrics['episodes']} episodes per cell; helper trained with Cmax = {metrics['cmax']}"
-        + (f"; calibration searches on training seeds ({seeds['train']})" if "train" in seeds else "")
+        + (
+            f"; calibration searches on training seeds ({seeds['train']})"
+            if "train" in seeds
+            else ""
+        )
         + ". Cells: success (interventions per episode).",
         "",
         "## Success by budget",
@@ -294,9 +315,13 @@ def targets(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
         low = [b for b in helper if b in prm and 1 <= b <= 3]
         diffs = {b: helper[b]["pgr"] - prm[b]["pgr"] for b in low}
         reach = {b: oracle[b]["pgr"] for b in low if b in oracle}
-        detail = "PGR helper - PRM-threshold " + ", ".join(f"C={b}: {d:+.3f}" for b, d in diffs.items())
+        detail = "PGR helper - PRM-threshold " + ", ".join(
+            f"C={b}: {d:+.3f}" for b, d in diffs.items()
+        )
         if reach:
-            detail += "; the oracle's own PGR " + ", ".join(f"C={b}: {g:.3f}" for b, g in reach.items())
+            detail += "; the oracle's own PGR " + ", ".join(
+                f"C={b}: {g:.3f}" for b, g in reach.items()
+            )
         out["helper beats PRM-threshold by >= 0.2 PGR at C <= 3"] = {
             "met": bool(diffs) and all(d >= 0.2 for d in diffs.values()),
             "detail": detail,
@@ -304,10 +329,11 @@ def targets(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if helper:
         always = metrics["reference"]["always"]
         hits = [
-            b for b, c in helper.items()
+            b
+            for b, c in helper.items()
             if c["success"] >= 0.9 * always["success"]
             and c["interventions_per_episode"] <= always["interventions_per_episode"] / 4
-        ]  # fmt: skip
+        ]
         out[">= 90% of always success with <= 1/4 of its interventions"] = {
             "met": bool(hits),
             "detail": (f"met at C in {hits}" if hits else "no budget qualifies")

@@ -53,9 +53,13 @@ def _monotone(cells: dict[int, dict[str, Any]]) -> tuple[bool, str]:
     for b1, b2 in zip(bs, bs[1:], strict=False):
         c1, c2 = cells[b1], cells[b2]
         gap = c1["success"] - c2["success"]
-        allow = Z_999 * math.hypot(_se(c1["success"], c1["episodes"]), _se(c2["success"], c2["episodes"]))
+        allow = Z_999 * math.hypot(
+            _se(c1["success"], c1["episodes"]), _se(c2["success"], c2["episodes"])
+        )
         if gap > allow:
-            drops.append(f"C={b1} {c1['success']:.3f} -> C={b2} {c2['success']:.3f} (allowed drop {allow:.3f})")
+            drops.append(
+                f"C={b1} {c1['success']:.3f} -> C={b2} {c2['success']:.3f} (allowed drop {allow:.3f})"
+            )
     series = ", ".join(f"C={b}: {cells[b]['success']:.3f}" for b in bs)
     return not drops, ("; ".join(drops) if drops else series)
 
@@ -74,18 +78,26 @@ def self_checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             if c is None:
                 continue
             z = (c["success"] - p["success"]) / _se(p["success"], c["episodes"])
-            parts.append(f"C={b_s}: predicted {p['success']:.3f}, live {c['success']:.3f} (z={z:+.2f})")
+            parts.append(
+                f"C={b_s}: predicted {p['success']:.3f}, live {c['success']:.3f} (z={z:+.2f})"
+            )
             if abs(z) > Z_999:
                 bad.append(parts[-1])
-        out.append({
-            "name": "solver's predicted success = live DP oracle (99.9 % interval)",
-            "ok": not bad, "detail": "; ".join(bad or parts),
-        })  # fmt: skip
+        out.append(
+            {
+                "name": "solver's predicted success = live DP oracle (99.9 % interval)",
+                "ok": not bad,
+                "detail": "; ".join(bad or parts),
+            }
+        )
     else:
-        out.append({
-            "name": "solver's predicted success = live DP oracle (99.9 % interval)", "ok": None,
-            "detail": "no exact-model oracle: an estimated model predicts its own MDP",
-        })  # fmt: skip
+        out.append(
+            {
+                "name": "solver's predicted success = live DP oracle (99.9 % interval)",
+                "ok": None,
+                "detail": "no exact-model oracle: an estimated model predicts its own MDP",
+            }
+        )
 
     if oracle:
         ok, detail = _monotone(oracle)
@@ -104,10 +116,13 @@ def self_checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
                         f"{pol.get('label', name)} at C={c['budget']}: {c['success']:.3f} "
                         f"(99.9 % low {lo:.3f}) > optimum {p['success']:.3f}"
                     )
-        out.append({
-            "name": "no policy above the exact optimum beyond its interval", "ok": not above,
-            "detail": "; ".join(above) or "every budgeted cell at or below the optimum",
-        })  # fmt: skip
+        out.append(
+            {
+                "name": "no policy above the exact optimum beyond its interval",
+                "ok": not above,
+                "detail": "; ".join(above) or "every budgeted cell at or below the optimum",
+            }
+        )
 
     helper = _cells(metrics, "helper")
     if helper:
@@ -123,10 +138,14 @@ def self_checks(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         for name, pol in metrics["policies"].items()
     }
     bad_v = {k: v for k, v in viol.items() if v}
-    out.append({
-        "name": "no budget violation", "ok": not bad_v,
-        "detail": ", ".join(f"{k}: {v} episodes" for k, v in bad_v.items()) or "0 violating episodes",
-    })  # fmt: skip
+    out.append(
+        {
+            "name": "no budget violation",
+            "ok": not bad_v,
+            "detail": ", ".join(f"{k}: {v} episodes" for k, v in bad_v.items())
+            or "0 violating episodes",
+        }
+    )
     return out
 
 

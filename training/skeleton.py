@@ -47,9 +47,12 @@ def git_revision() -> str:
     """Return the source tree's git commit, or "unknown"."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
-        )  # fmt: skip
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -164,16 +167,28 @@ def train(settings: RunSettings, source: StepSource, rep: Representation) -> Pat
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "git_revision": git_revision(),
             "kind": rep.kind,
-            "cmax": settings.cmax, "horizon": steps.horizon, "k": steps.k, "cost": steps.cost,
-            "env": steps.env, "agent": steps.agent, "expert": steps.expert,
-            "dp": {"success": p2.solution.success.tolist(), "usage": p2.solution.usage.tolist(),
-                   "states": p2.model.n_states, "timeout_failure": p2.timeout_failure},
+            "cmax": settings.cmax,
+            "horizon": steps.horizon,
+            "k": steps.k,
+            "cost": steps.cost,
+            "env": steps.env,
+            "agent": steps.agent,
+            "expert": steps.expert,
+            "dp": {
+                "success": p2.solution.success.tolist(),
+                "usage": p2.solution.usage.tolist(),
+                "states": p2.model.n_states,
+                "timeout_failure": p2.timeout_failure,
+            },
             "training_config": settings.config,
-            "source": {"log": str(steps.log_dir) if source.stage != "collect" else "run/log",
-                       "held_out": steps.held_out},
-            "collection": {k: steps.manifest.get(k)
-                           for k in ("schema_version", "env", "agent", "expert")},
-        }  # fmt: skip
+            "source": {
+                "log": str(steps.log_dir) if source.stage != "collect" else "run/log",
+                "held_out": steps.held_out,
+            },
+            "collection": {
+                k: steps.manifest.get(k) for k in ("schema_version", "env", "agent", "expert")
+            },
+        }
         if metrics is not None:
             manifest["evaluation"] = metrics
         rep_fields = rep.manifest(steps, p2)
@@ -181,8 +196,12 @@ def train(settings: RunSettings, source: StepSource, rep: Representation) -> Pat
         manifest.update(rep_fields)
         rep.write(stage, manifest)
         run.lap("export")
-        info = {"timings_s": run.timings, "notes": run.notes, **rep.training_info(),
-                "dp_success": p2.solution.success.tolist()}  # fmt: skip
+        info = {
+            "timings_s": run.timings,
+            "notes": run.notes,
+            **rep.training_info(),
+            "dp_success": p2.solution.success.tolist(),
+        }
         (run.run_dir / "training.json").write_text(json.dumps(info, indent=2, default=str))
     say(f"artifact written to {out} (report: {out / 'report' / 'report.md'})")
     if metrics is not None and "self_checks" in metrics:  # after export: the report stays
@@ -197,9 +216,16 @@ def _phase2(settings: RunSettings, steps: Steps, scorer: StateScorer | None, run
     if tf:
         run.notes.append("model: time-outs counted as failure terminals (per-task step limits)")
     model = estimate(
-        steps.log, None, steps.horizon, steps.k, steps.cost, settings.n_min, settings.leaf, tf,
+        steps.log,
+        None,
+        steps.horizon,
+        steps.k,
+        steps.cost,
+        settings.n_min,
+        settings.leaf,
+        tf,
         score_rows=scorer,
-    )  # fmt: skip
+    )
     return Phase2(model, solve_budgeted(model, settings.cmax), tf)
 
 

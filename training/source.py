@@ -108,8 +108,9 @@ class LogSource:
     def steps(self, run_dir: Path, say: Say) -> Steps:
         """Read and check the log (nothing is written)."""
         adapter = make_env(self.env) if self.env else None
-        return _steps(Path(self.path), adapter, self.k, self.cost, self.test_fraction,
-                      self.split_seed)  # fmt: skip
+        return _steps(
+            Path(self.path), adapter, self.k, self.cost, self.test_fraction, self.split_seed
+        )
 
 
 def _infer(manifest: dict[str, Any], log: StepLog, name: str, given: int | None) -> int:
@@ -125,9 +126,13 @@ def _infer(manifest: dict[str, Any], log: StepLog, name: str, given: int | None)
 
 
 def _steps(
-    log_dir: Path, adapter: EnvAdapter | None, k: int | None, cost: int | None,
-    test_fraction: float = 0.2, split_seed: int = 0,
-) -> Steps:  # fmt: skip
+    log_dir: Path,
+    adapter: EnvAdapter | None,
+    k: int | None,
+    cost: int | None,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> Steps:
     train, test, manifest, how = read_splits(log_dir, test_fraction, split_seed)
     names = list(manifest.get("feature_names") or [f"f{i}" for i in range(train.feature_dim)])
     if len(names) != train.feature_dim:
@@ -143,11 +148,20 @@ def _steps(
     _, test_left = _limits(test, adapter, manifest)
     seeds = tuple(int(s) for s in (manifest.get("seeds") or {}).get("train", ()))
     return Steps(
-        log=train, test=test, held_out=how, manifest=manifest, log_dir=log_dir, horizon=horizon,
-        steps_left=left, test_steps_left=test_left, k=_infer(manifest, train, "k", k),
+        log=train,
+        test=test,
+        held_out=how,
+        manifest=manifest,
+        log_dir=log_dir,
+        horizon=horizon,
+        steps_left=left,
+        test_steps_left=test_left,
+        k=_infer(manifest, train, "k", k),
         cost=_infer(manifest, train, "cost", cost),
         env=adapter.spec if adapter is not None else str(manifest.get("env", "log")),
         agent=adapter.agent if adapter is not None else str(manifest.get("agent", "unknown")),
         expert=adapter.expert if adapter is not None else str(manifest.get("expert", "unknown")),
-        feature_names=names, adapter=adapter, train_seeds=seeds,
-    )  # fmt: skip
+        feature_names=names,
+        adapter=adapter,
+        train_seeds=seeds,
+    )

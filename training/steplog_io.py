@@ -77,13 +77,34 @@ META_KEY = b"helpseek.steplog"
 
 
 _COLUMNS = (
-    "episode_id", "task_id", "t", "state_key", "features", "action", "intervention_type",
-    "cost", "duration", "next_state_key", "done", "truncated", "success", "behavior_p",
-)  # fmt: skip
+    "episode_id",
+    "task_id",
+    "t",
+    "state_key",
+    "features",
+    "action",
+    "intervention_type",
+    "cost",
+    "duration",
+    "next_state_key",
+    "done",
+    "truncated",
+    "success",
+    "behavior_p",
+)
 
 
-_INT = ("episode_id", "task_id", "t", "state_key", "action", "intervention_type", "cost",
-        "duration", "next_state_key")  # fmt: skip
+_INT = (
+    "episode_id",
+    "task_id",
+    "t",
+    "state_key",
+    "action",
+    "intervention_type",
+    "cost",
+    "duration",
+    "next_state_key",
+)
 _BOOL = ("done", "truncated", "success")
 
 
@@ -100,12 +121,22 @@ def _check_types(table: pa.Table, path: Path) -> None:
             (name in _INT and pa.types.is_integer(typ))
             or (name in _BOOL and pa.types.is_boolean(typ))
             or (name == "behavior_p" and pa.types.is_floating(typ))
-            or (name == "features" and pa.types.is_fixed_size_list(typ)
-                and (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)))
-        )  # fmt: skip
+            or (
+                name == "features"
+                and pa.types.is_fixed_size_list(typ)
+                and (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type))
+            )
+        )
         if not ok:
-            want = ("integer" if name in _INT else "boolean" if name in _BOOL
-                    else "floating" if name == "behavior_p" else "fixed_size_list<float>")  # fmt: skip
+            want = (
+                "integer"
+                if name in _INT
+                else "boolean"
+                if name in _BOOL
+                else "floating"
+                if name == "behavior_p"
+                else "fixed_size_list<float>"
+            )
             raise StepLogError(f"{path}: column {name!r} has type {typ}, expected {want}")
         if col.null_count:
             row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
@@ -152,14 +183,23 @@ def check_order(log: StepLog, where: str | Path) -> None:
     inner = np.flatnonzero(~last)  # rows followed by a row of the same episode
     t = log.t.astype(np.int64)
     checks = (
-        ("t", t[inner + 1] != t[inner] + log.duration[inner],
-         "the next row of this episode must have t = t + duration"),
-        ("next_state_key", log.next_state_key[inner] != log.state_key[inner + 1],
-         "must equal the state_key of the episode's next row"),
+        (
+            "t",
+            t[inner + 1] != t[inner] + log.duration[inner],
+            "the next row of this episode must have t = t + duration",
+        ),
+        (
+            "next_state_key",
+            log.next_state_key[inner] != log.state_key[inner + 1],
+            "must equal the state_key of the episode's next row",
+        ),
         ("done", log.done[inner], "set before the episode's last row"),
-        ("success", log.success[inner] != log.success[inner + 1],
-         "must be the same on every row of an episode"),
-    )  # fmt: skip
+        (
+            "success",
+            log.success[inner] != log.success[inner + 1],
+            "must be the same on every row of an episode",
+        ),
+    )
     for name, bad, why in checks:
         if bad.any():
             row = int(inner[np.argmax(bad)])
@@ -249,8 +289,9 @@ def read_shard(path: str | Path) -> tuple[StepLog, dict[str, Any]]:
     text = None
     if "text" in table.column_names:
         if not pa.types.is_string(table.column("text").type):
-            raise StepLogError(f"{path}: column 'text' has type {table.column('text').type}, "
-                               "expected string")  # fmt: skip
+            raise StepLogError(
+                f"{path}: column 'text' has type {table.column('text').type}, expected string"
+            )
         text = tuple(table.column("text").to_pylist())
     try:
         log = StepLog(**kw, text=text)
@@ -393,18 +434,33 @@ def write_log_dir(
             read_shard(stage / "shards" / name)  # the schema check, before anything is kept
             n_ep = int(np.unique(log.episode_id).shape[0])
             wins = int(log.success[log.done].sum())
-            shards.append({"name": name, "split": split, "episodes": n_ep, "rows": len(log),
-                           "successes": wins})  # fmt: skip
+            shards.append(
+                {
+                    "name": name,
+                    "split": split,
+                    "episodes": n_ep,
+                    "rows": len(log),
+                    "successes": wins,
+                }
+            )
             counts[split] = {"episodes": n_ep, "rows": len(log), "success_rate": wins / n_ep}
             horizon = max(horizon, int((log.t.astype(np.int64) + log.duration).max()))
         manifest: dict[str, Any] = {
-            "schema_version": STEP_LOG_SCHEMA_VERSION, "kind": "steplog", "env": env,
-            "agent": agent, "expert": expert, "k": int(k), "cost": int(cost),
+            "schema_version": STEP_LOG_SCHEMA_VERSION,
+            "kind": "steplog",
+            "env": env,
+            "agent": agent,
+            "expert": expert,
+            "k": int(k),
+            "cost": int(cost),
             "horizon": max([horizon, *(step_limits or {}).values()]),
-            "feature_names": list(feature_names), "feature_dim": len(feature_names),
+            "feature_names": list(feature_names),
+            "feature_dim": len(feature_names),
             "has_text": all(lg.text is not None for lg in splits.values()),
-            "shards": shards, "counts": counts, **(extra or {}),
-        }  # fmt: skip
+            "shards": shards,
+            "counts": counts,
+            **(extra or {}),
+        }
         if step_limits:
             manifest["step_limits"] = {str(t): int(v) for t, v in sorted(step_limits.items())}
         write_manifest(stage, manifest)

@@ -233,12 +233,22 @@ class TextRepresentation:
         order = np.repeat(np.arange(y.shape[0]), rep)
         left = np.maximum(steps.steps_left[t_idx[order]], 0)
         ex = HelperExamples(tuple(self.texts[i] for i in t_idx[order]), c[order], left, y[order])
-        self.hinfo = {"points": int(rows.shape[0]), "rows": int(y.shape[0]), "positives": n_pos,
-                      "positive_repeat": int(rep.max())}  # fmt: skip
+        self.hinfo = {
+            "points": int(rows.shape[0]),
+            "rows": int(y.shape[0]),
+            "positives": n_pos,
+            "positive_repeat": int(rep.max()),
+        }
         helper_only = train_text_model(
-            self.tcfg, self.rng, helper=ex, head=cfg.head, cmax=cfg.cmax, horizon=steps.horizon,
-            cost=steps.cost, encoder=self.enc,
-        )  # fmt: skip
+            self.tcfg,
+            self.rng,
+            helper=ex,
+            head=cfg.head,
+            cmax=cfg.cmax,
+            horizon=steps.horizon,
+            cost=steps.cost,
+            encoder=self.enc,
+        )
         self.scorer = TextScorer(self.tcfg, self.base, self.prm_only.prm, helper_only.helper)
         uniq = np.arange(min(len(ex.texts), 4 * cfg.max_helper_points))
         p_fit = helper_only.decide_prob(
@@ -258,8 +268,11 @@ class TextRepresentation:
         from helpseek_core.prm import MLPPRM
 
         assert steps.adapter is not None  # live evaluation only
-        ps = PolicySet(k=steps.k, cost=steps.cost,
-                       helper=TextHelperPolicy(self.scorer, steps.adapter, self.cfg.cmax))  # type: ignore[arg-type]  # fmt: skip
+        ps = PolicySet(
+            k=steps.k,
+            cost=steps.cost,
+            helper=TextHelperPolicy(self.scorer, steps.adapter, self.cfg.cmax),  # type: ignore[arg-type]
+        )
         if self.cfg.compare_artifact is not None:
             art = load_artifact(self.cfg.compare_artifact)
             prm = MLPPRM.from_artifact(art)
@@ -272,8 +285,9 @@ class TextRepresentation:
             a = test.action[t].astype(np.int64)
             p = prm.score(test.features[t])[np.arange(a.shape[0]), a]
             self.calib["feature_prm"] = calibration(p, test.success[t])
-            ps.notes.append(f"threshold baselines: feature PRM and log of {art.path} "
-                            f"({art.artifact_id})")  # fmt: skip
+            ps.notes.append(
+                f"threshold baselines: feature PRM and log of {art.path} ({art.artifact_id})"
+            )
         return ps
 
     def finish_metrics(self, metrics: dict[str, Any], run: Run, steps: Steps) -> None:
@@ -291,10 +305,14 @@ class TextRepresentation:
         return {
             "feature_schema": {"names": [], "dim": 0},
             "helper": {"threshold": 0.5, "fit": self.hinfo},
-            "text_model": {"backend": self.cfg.backend, "family": self.tcfg.family,
-                           "base_model": self.base.base_model, "feature_dim": self.base.dim},
+            "text_model": {
+                "backend": self.cfg.backend,
+                "family": self.tcfg.family,
+                "base_model": self.base.base_model,
+                "feature_dim": self.base.dim,
+            },
             "prm_calibration": self.calib,
-        }  # fmt: skip
+        }
 
     def write(self, directory: Path, manifest: dict[str, Any]) -> None:
         """Write the text model files, then load them back through ``helpseek_text.load_scorer``."""
@@ -310,21 +328,40 @@ class TextRepresentation:
 def main(cfg: TextTrainConfig) -> Path:
     """Run every stage into ``cfg.out``; return the artifact directory."""
     settings = RunSettings(
-        out=cfg.out, cmax=cfg.cmax, n_min=cfg.n_min, leaf="prm",
-        timeout_failure=cfg.timeout_failure, evaluation=cfg.evaluation, progress=cfg.progress,
-        torch_threads=cfg.torch_threads, config=cfg.to_dict(), name="train-text",
-    )  # fmt: skip
-    source = LiveSource(CollectConfig(
-        env=cfg.env, out=cfg.out, train_seeds=cfg.train_seeds, test_seeds=cfg.test_seeds,
-        episodes_per_seed=cfg.episodes_per_seed, k=cfg.k, cost=cfg.cost, workers=cfg.workers,
-        record_text=True, progress=cfg.progress,
-    ))  # fmt: skip
+        out=cfg.out,
+        cmax=cfg.cmax,
+        n_min=cfg.n_min,
+        leaf="prm",
+        timeout_failure=cfg.timeout_failure,
+        evaluation=cfg.evaluation,
+        progress=cfg.progress,
+        torch_threads=cfg.torch_threads,
+        config=cfg.to_dict(),
+        name="train-text",
+    )
+    source = LiveSource(
+        CollectConfig(
+            env=cfg.env,
+            out=cfg.out,
+            train_seeds=cfg.train_seeds,
+            test_seeds=cfg.test_seeds,
+            episodes_per_seed=cfg.episodes_per_seed,
+            k=cfg.k,
+            cost=cfg.cost,
+            workers=cfg.workers,
+            record_text=True,
+            progress=cfg.progress,
+        )
+    )
     return train(settings, source, TextRepresentation(cfg))
 
 
-ALIASES = {"evaluation.episodes": "--eval-episodes", "evaluation.n_tasks": "--eval-tasks",
-           "evaluation.budgets": "--budgets",
-           "evaluation.allow_failed_checks": "--allow-failed-checks"}  # fmt: skip
+ALIASES = {
+    "evaluation.episodes": "--eval-episodes",
+    "evaluation.n_tasks": "--eval-tasks",
+    "evaluation.budgets": "--budgets",
+    "evaluation.allow_failed_checks": "--allow-failed-checks",
+}
 """Flags kept as they were before the parser was derived."""
 
 

@@ -66,8 +66,9 @@ def run_typed_cell(
     for i in range(episodes):
         task = seed_start + i % n_tasks
         rng, dyn = episode_rng(root_seed, task, i // n_tasks)
-        ep = run_episode(adapter, task, decide, rng=rng, rungs=rungs, budgets=list(budgets),
-                         dynamics_seed=dyn)  # fmt: skip
+        ep = run_episode(
+            adapter, task, decide, rng=rng, rungs=rungs, budgets=list(budgets), dynamics_seed=dyn
+        )
         succ[i], decisions[i] = ep.success, len(ep)
         by_type[i] = ep.by_type  # type: ignore[assignment]
     return {"success": succ, "by_type": by_type, "decisions": decisions}

@@ -111,8 +111,17 @@ def _collect_seed(args: tuple[str, list[TypeSpec], int, int, int, list[float], i
     eps = []
     for j in range(episodes):
         rng, dyn = episode_rng(root_seed, seed, j)
-        eps.append(run_episode(adapter, seed, p_grid[j % len(p_grid)], rng=rng, rungs=rungs,
-                               dynamics_seed=dyn, episode_id=first_episode + j))  # fmt: skip
+        eps.append(
+            run_episode(
+                adapter,
+                seed,
+                p_grid[j % len(p_grid)],
+                rng=rng,
+                rungs=rungs,
+                dynamics_seed=dyn,
+                episode_id=first_episode + j,
+            )
+        )
     return episodes_to_steplog(eps, len(adapter.feature_names))
 
 
@@ -132,8 +141,18 @@ def collect_typed(
     ``episode_rng(root_seed, s, j)`` (as ``helpseek collect``), so the rows do not depend on
     ``workers``. Episode ids are (first_index + position) x episodes_per_seed + j.
     """
-    jobs = [(spec, list(types), int(s), (first_index + i) * episodes_per_seed, episodes_per_seed,
-             list(p_grid), root_seed) for i, s in enumerate(seeds)]  # fmt: skip
+    jobs = [
+        (
+            spec,
+            list(types),
+            int(s),
+            (first_index + i) * episodes_per_seed,
+            episodes_per_seed,
+            list(p_grid),
+            root_seed,
+        )
+        for i, s in enumerate(seeds)
+    ]
     if workers > 1 and len(jobs) > 1:
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(min(workers, len(jobs))) as pool:
@@ -165,10 +184,20 @@ def exact_typed_model(adapter: EnvAdapter, types: Sequence[TypeSpec]) -> TypedMo
     parts = []
     for t in types:
         pol = (1.0 - t.expert_eps) * arr.expert_policy + t.expert_eps * uniform[None, :]
-        parts.append(model_from_policies(
-            arr.trans, arr.succ, arr.fail, arr.weak_policy, pol, arr.start, horizon=arr.horizon,
-            k=t.k, cost=t.cost, state_keys=arr.state_keys,
-        ))  # fmt: skip
+        parts.append(
+            model_from_policies(
+                arr.trans,
+                arr.succ,
+                arr.fail,
+                arr.weak_policy,
+                pol,
+                arr.start,
+                horizon=arr.horizon,
+                k=t.k,
+                cost=t.cost,
+                state_keys=arr.state_keys,
+            )
+        )
     return TypedModel(tuple(parts), tuple(t.name for t in types))
 
 
@@ -178,8 +207,14 @@ def estimate_typed_model(
     """Count the log into the typed model (Monte-Carlo leaves; time-outs as failures if asked)."""
     if timeout_failure:
         log = replace(log, truncated=np.zeros(len(log), bool))
-    return estimate_typed(log, horizon, [t.k for t in types], [t.cost for t in types],
-                          [t.name for t in types], n_min=n_min)  # fmt: skip
+    return estimate_typed(
+        log,
+        horizon,
+        [t.k for t in types],
+        [t.cost for t in types],
+        [t.name for t in types],
+        n_min=n_min,
+    )
 
 
 def one_type_model(model: TypedModel, i: int) -> TypedModel:
@@ -218,8 +253,14 @@ def typed_rows(
     vectors = vectors[useful]
     p, g = flat.shape
     feats = np.repeat(points.features, g, axis=0)
-    x = encode_typed_inputs(stats, feats, np.tile(vectors, (p, 1)),
-                            np.repeat(points.steps_left, g), types, model.horizon)  # fmt: skip
+    x = encode_typed_inputs(
+        stats,
+        feats,
+        np.tile(vectors, (p, 1)),
+        np.repeat(points.steps_left, g),
+        types,
+        model.horizon,
+    )
     y = flat.reshape(-1).astype(np.int64)
     w = np.repeat(points.visits.astype(np.float64) ** cfg.visit_power, g)
     mass = np.bincount(y, weights=w, minlength=len(types) + 1)
@@ -247,8 +288,17 @@ def fit_typed_helper(
     stats = stats or FeatureStats.fit(log.features)
     points = decision_points(log, model.parts[0], steps_left)
     rows = typed_rows(points, model, solution, stats, itypes, cfg)
-    mlp = fit_mlp_classes(rows.x, rows.y, len(types) + 1, rows.w, hidden=cfg.hidden,
-                          epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, progress=progress)  # fmt: skip
+    mlp = fit_mlp_classes(
+        rows.x,
+        rows.y,
+        len(types) + 1,
+        rows.w,
+        hidden=cfg.hidden,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        progress=progress,
+    )
     return TypedHelper(mlp, stats, itypes, model.horizon), row_agreement(mlp, rows)
 
 

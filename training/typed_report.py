@@ -23,8 +23,10 @@ def _ci(c: dict[str, Any]) -> str:
 
 def format_typed_table(metrics: dict[str, Any]) -> str:
     """Markdown: one row per (policy, budget vector): success, cost spent, requests per type."""
-    lines = ["| policy | budgets | success [95% CI] | cost spent [95% CI] | requests per type | violations |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| policy | budgets | success [95% CI] | cost spent [95% CI] | requests per type | violations |",
+        "|---|---|---|---|---|---|",
+    ]
     nv = metrics["never"]
     lines.append(f"| never | 0 | {_ci(nv)} | 0 | — | — |")
     for name, cells in metrics["policies"].items():
@@ -39,8 +41,10 @@ def format_typed_table(metrics: dict[str, Any]) -> str:
 
 
 def _acceptance(metrics: dict[str, Any]) -> list[str]:
-    out = ["| budgets | helper | oracle | ratio | >= 0.95 | best one-type | helper >= it (CI) |",
-           "|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        "| budgets | helper | oracle | ratio | >= 0.95 | best one-type | helper >= it (CI) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in metrics["summary"]:
         best = "—" if s["best_one_type"] is None else f"{s['best_one_type']:.3f}"
         out.append(
@@ -67,8 +71,14 @@ def _plot(metrics: dict[str, Any], path: Path) -> None:
         ]
         bar = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, linestyle="none", label=name)
         for c, xi, yi in zip(cells, x, y, strict=True):
-            ax.annotate("/".join(map(str, c["budgets"])), (xi, yi), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points", color=bar.lines[0].get_color())  # fmt: skip
+            ax.annotate(
+                "/".join(map(str, c["budgets"])),
+                (xi, yi),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+                color=bar.lines[0].get_color(),
+            )
     nv = metrics["never"]
     ax.axhline(nv["success"], color="grey", linestyle=":", label="never")
     ax.set_xlabel("total cost spent per episode (budget units)")
@@ -86,11 +96,30 @@ def write_typed_report(metrics: dict[str, Any], out_dir: Path | str, title: str)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(metrics, indent=2, default=float))
     _plot(metrics, out / PLOT_NAME)
-    md = [f"# {title}", "", f"DP oracle: {metrics.get('oracle_kind', '?')} model.", "",
-          "## Acceptance", "", *_acceptance(metrics), "", "## Every cell", "",
-          format_typed_table(metrics), "", f"![success vs cost]({PLOT_NAME})", ""]  # fmt: skip
+    md = [
+        f"# {title}",
+        "",
+        f"DP oracle: {metrics.get('oracle_kind', '?')} model.",
+        "",
+        "## Acceptance",
+        "",
+        *_acceptance(metrics),
+        "",
+        "## Every cell",
+        "",
+        format_typed_table(metrics),
+        "",
+        f"![success vs cost]({PLOT_NAME})",
+        "",
+    ]
     if "train_seeds" in metrics:
-        md += ["## Training seeds (the estimated oracle knows these states)", "",
-               *_acceptance(metrics["train_seeds"]), "", format_typed_table(metrics["train_seeds"]), ""]  # fmt: skip
+        md += [
+            "## Training seeds (the estimated oracle knows these states)",
+            "",
+            *_acceptance(metrics["train_seeds"]),
+            "",
+            format_typed_table(metrics["train_seeds"]),
+            "",
+        ]
     (out / "report.md").write_text("\n".join(md))
     return out / "report.md"

@@ -162,8 +162,15 @@ def main(cfg: TypedTrainConfig) -> Path:
     with staged_output(out, marker="config.json") as stage:
         (stage / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
         adapter = make_env(cfg.env)
-        log = collect_typed(adapter.spec, specs, cfg.train_seeds, cfg.episodes_per_seed,
-                            cfg.p_grid, cfg.root_seed, cfg.workers)  # fmt: skip
+        log = collect_typed(
+            adapter.spec,
+            specs,
+            cfg.train_seeds,
+            cfg.episodes_per_seed,
+            cfg.p_grid,
+            cfg.root_seed,
+            cfg.workers,
+        )
         lap("collect")
         horizon, steps_left = task_steps_left(log, adapter)
         tf = timeout_failure(cfg.timeout_failure, horizon, log.t, steps_left)
@@ -176,43 +183,87 @@ def main(cfg: TypedTrainConfig) -> Path:
         singles = []
         for i, s in enumerate(specs if len(specs) > 1 else []):
             one = one_type_model(model, i)
-            h1, f1 = fit_typed_helper(log, steps_left, one, solve_typed(one, [s.cmax]), [s],
-                                      cfg.helper, stats)  # fmt: skip
+            h1, f1 = fit_typed_helper(
+                log, steps_left, one, solve_typed(one, [s.cmax]), [s], cfg.helper, stats
+            )
             singles.append(h1)
             fit[f"one_type:{s.name}"] = f1  # type: ignore[assignment]
         lap("helpers")
         exact = exact_typed_model(adapter, specs)
         o_model = exact if exact is not None else model
         o_sol = solve_typed(o_model, cmax) if exact is not None else sol
-        metrics = _evaluate(cfg, adapter, specs, helper, singles, model, sol, o_model, o_sol,
-                            log, steps_left, cfg.seed_start, cfg.n_tasks)  # fmt: skip
+        metrics = _evaluate(
+            cfg,
+            adapter,
+            specs,
+            helper,
+            singles,
+            model,
+            sol,
+            o_model,
+            o_sol,
+            log,
+            steps_left,
+            cfg.seed_start,
+            cfg.n_tasks,
+        )
         metrics["oracle_kind"] = "exact" if exact is not None else "estimated"
         metrics["dp_predicted"] = {"success": o_sol.success.tolist(), "usage": o_sol.usage.tolist()}
         if cfg.train_seed_eval:
             seeds = sorted(cfg.train_seeds)
             metrics["train_seeds"] = _evaluate(
-                cfg, adapter, specs, helper, singles, model, sol, model, sol, log, steps_left,
-                seeds[0], len(seeds),
-            )  # fmt: skip
-        metrics.update(fit=fit, log={"rows": len(log), "episodes": int(np.unique(log.episode_id).size),
-                                     "timeout_failure": tf, "states": model.n_states})  # fmt: skip
+                cfg,
+                adapter,
+                specs,
+                helper,
+                singles,
+                model,
+                sol,
+                model,
+                sol,
+                log,
+                steps_left,
+                seeds[0],
+                len(seeds),
+            )
+        metrics.update(
+            fit=fit,
+            log={
+                "rows": len(log),
+                "episodes": int(np.unique(log.episode_id).size),
+                "timeout_failure": tf,
+                "states": model.n_states,
+            },
+        )
         lap("evaluate")
         write_typed_report(
             metrics, stage / "report", title=f"Several intervention types: {adapter.spec}"
         )
         manifest = {
             "artifact_id": f"typed-{adapter.spec.split(':')[0].lower()}-{uuid.uuid4().hex[:12]}",
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "kind": "typed",
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "kind": "typed",
             "feature_schema": {"names": list(adapter.feature_names), "dim": log.feature_dim},
             "types": [s.intervention_type.to_dict() for s in specs],
             "types_played": [s.to_text() for s in specs],
-            "cmax": specs[0].cmax, "horizon": horizon, "k": specs[0].k, "cost": specs[0].cost,
-            "env": adapter.spec, "agent": adapter.agent, "expert": adapter.expert,
-            "dp": {"success": sol.success.tolist(), "usage": sol.usage.tolist(),
-                   "states": model.n_states, "timeout_failure": tf},
-            "helper": {"fit": fit}, "training_config": cfg.to_dict(), "timings_s": timings,
+            "cmax": specs[0].cmax,
+            "horizon": horizon,
+            "k": specs[0].k,
+            "cost": specs[0].cost,
+            "env": adapter.spec,
+            "agent": adapter.agent,
+            "expert": adapter.expert,
+            "dp": {
+                "success": sol.success.tolist(),
+                "usage": sol.usage.tolist(),
+                "states": model.n_states,
+                "timeout_failure": tf,
+            },
+            "helper": {"fit": fit},
+            "training_config": cfg.to_dict(),
+            "timings_s": timings,
             "evaluation": {"summary": metrics["summary"], "oracle_kind": metrics["oracle_kind"]},
-        }  # fmt: skip
+        }
         write_artifact(
             stage, manifest, {HELPER_FILE: {**helper.mlp.to_arrays(), **stats.to_arrays()}}
         )
@@ -223,9 +274,21 @@ def main(cfg: TypedTrainConfig) -> Path:
     return out
 
 
-def _evaluate(cfg: TypedTrainConfig, adapter: Any, specs: list[TypeSpec], helper: TypedHelper,
-              singles: list[TypedHelper], model: Any, sol: Any, o_model: Any, o_sol: Any,
-              log: Any, steps_left: np.ndarray, seed_start: int, n_tasks: int) -> dict[str, Any]:  # fmt: skip
+def _evaluate(
+    cfg: TypedTrainConfig,
+    adapter: Any,
+    specs: list[TypeSpec],
+    helper: TypedHelper,
+    singles: list[TypedHelper],
+    model: Any,
+    sol: Any,
+    o_model: Any,
+    o_sol: Any,
+    log: Any,
+    steps_left: np.ndarray,
+    seed_start: int,
+    n_tasks: int,
+) -> dict[str, Any]:
     """Every policy at every budget vector (module docstring of :mod:`training.typed_eval`)."""
     rungs = [s.rung for s in specs]
     costs = [s.cost for s in specs]
@@ -253,8 +316,9 @@ def _evaluate(cfg: TypedTrainConfig, adapter: Any, specs: list[TypeSpec], helper
             )
         rate = np.asarray(sol.usage[(slice(None), *top)]) / rows_per_episode
         tau = calibrate_thresholds(g_pts, points.visits, rate)
-        cells.setdefault("threshold", []).append({**cell(threshold_policy(model, gains, tau), b),
-                                                  "thresholds": tau})  # fmt: skip
+        cells.setdefault("threshold", []).append(
+            {**cell(threshold_policy(model, gains, tau), b), "thresholds": tau}
+        )
         p = min(1.0, h["request_rate"])
         cells.setdefault("random", []).append({**cell(p, b), "p": p})
     return {"never": never, "policies": cells, "summary": _summary(cells, specs)}
@@ -268,14 +332,20 @@ def _summary(cells: dict[str, list[dict[str, Any]]], specs: list[TypeSpec]) -> l
         ones = [cells[f"one_type:{s.name}"][j] for s in specs if f"one_type:{s.name}" in cells]
         best = max(ones, key=lambda c: c["success"]) if ones else None
         ratio = h["success"] / o["success"] if o["success"] > 0 else float("nan")
-        out.append({
-            "budgets": h["budgets"], "helper": h["success"], "helper_ci": h["ci"],
-            "oracle": o["success"], "oracle_ci": o["ci"], "oracle_ratio": ratio,
-            "meets_095": bool(ratio >= 0.95),
-            "best_one_type": None if best is None else best["success"],
-            "best_one_type_ci": None if best is None else best["ci"],
-            "beats_one_type": None if best is None else bool(h["ci"][1] >= best["success"]),
-        })  # fmt: skip
+        out.append(
+            {
+                "budgets": h["budgets"],
+                "helper": h["success"],
+                "helper_ci": h["ci"],
+                "oracle": o["success"],
+                "oracle_ci": o["ci"],
+                "oracle_ratio": ratio,
+                "meets_095": bool(ratio >= 0.95),
+                "best_one_type": None if best is None else best["success"],
+                "best_one_type_ci": None if best is None else best["ci"],
+                "beats_one_type": None if best is None else bool(h["ci"][1] >= best["success"]),
+            }
+        )
     return out
 
 
@@ -287,8 +357,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TypedTrainConfig(out=Path("."))
     parser.add_argument("--out", type=Path, required=True, help="run / artifact directory")
     parser.add_argument("--env", default=d.env, help=f"environment spec (default: {d.env})")
-    parser.add_argument("--type", dest="types", action="append", metavar="NAME:k=..,cost=..,cmax=..,expert_eps=..",
-                        help=f"an intervention type, repeat for several (default: {' '.join(d.types)})")  # fmt: skip
+    parser.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        metavar="NAME:k=..,cost=..,cmax=..,expert_eps=..",
+        help=f"an intervention type, repeat for several (default: {' '.join(d.types)})",
+    )
     parser.add_argument("--train-seeds", type=parse_seeds, help="training task seeds (0-99)")
     parser.add_argument("--episodes-per-seed", type=int, default=d.episodes_per_seed)
     parser.add_argument("--workers", type=int, default=d.workers)
@@ -305,10 +380,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_args(ns: argparse.Namespace) -> TypedTrainConfig:
     """Build the config from parsed ``helpseek train-typed`` arguments."""
-    kw: dict[str, Any] = {"out": ns.out, "env": ns.env, "episodes_per_seed": ns.episodes_per_seed,
-                          "workers": ns.workers, "episodes": ns.episodes, "n_tasks": ns.eval_tasks,
-                          "train_seed_eval": ns.train_seed_eval, "timeout_failure": ns.timeout_failure, "n_min": ns.n_min,
-                          "helper": HelperConfig(epochs=ns.helper_epochs)}  # fmt: skip
+    kw: dict[str, Any] = {
+        "out": ns.out,
+        "env": ns.env,
+        "episodes_per_seed": ns.episodes_per_seed,
+        "workers": ns.workers,
+        "episodes": ns.episodes,
+        "n_tasks": ns.eval_tasks,
+        "train_seed_eval": ns.train_seed_eval,
+        "timeout_failure": ns.timeout_failure,
+        "n_min": ns.n_min,
+        "helper": HelperConfig(epochs=ns.helper_epochs),
+    }
     if ns.types:
         kw["types"] = tuple(ns.types)
     if ns.train_seeds:

@@ -205,8 +205,9 @@ class MemoryBudgetStore:
                 s.info = replace(s.info, remainings=grant.remaining, remaining=sum(after))
             if request_id:
                 text = plan.answer_at(before)
-                entry = _Entry(sum(before) - sum(after), replace(grant, answer=text), digest,
-                               _now_ms())  # fmt: skip
+                entry = _Entry(
+                    sum(before) - sum(after), replace(grant, answer=text), digest, _now_ms()
+                )
                 s.put(request_id, entry, self._cap)
             s.deadline = self._clock() + s.info.ttl_s
             return grant

@@ -199,8 +199,14 @@ class RedisBudgetStore(TypedRedisOps):
         self._check_breaker(key)
         now = time.time()
         ttl_ms = max(int(ttl_s * 1000), 1)
-        args: list[str | int] = ["create", budget, ttl_ms, -1 if horizon is None else horizon, repr(now),
-                json.dumps(metadata or {})]  # fmt: skip
+        args: list[str | int] = [
+            "create",
+            budget,
+            ttl_ms,
+            -1 if horizon is None else horizon,
+            repr(now),
+            json.dumps(metadata or {}),
+        ]
         try:
             await self._ready()
             await self._session(keys=self._keys(key), args=args)
@@ -234,9 +240,18 @@ class RedisBudgetStore(TypedRedisOps):
             deadline = await self._deadline()
             out = await self._consume(
                 keys=self._keys(key),
-                args=[request_id or "", cost, lo, wants, f"{deadline:.3f}", digest, self._cap,
-                      tail, heads],
-            )  # fmt: skip
+                args=[
+                    request_id or "",
+                    cost,
+                    lo,
+                    wants,
+                    f"{deadline:.3f}",
+                    digest,
+                    self._cap,
+                    tail,
+                    heads,
+                ],
+            )
         except _CLIENT_ERRORS as exc:
             self._remember_failed(key, request_id, deadline)
             raise self._tripped(key, exc) from exc
@@ -260,9 +275,18 @@ class RedisBudgetStore(TypedRedisOps):
 
     async def settle(self, key: SessionKey, record: Record) -> bool:
         """One EVALSHA of settle.lua; False when the session is gone."""
-        args: list[str | int] = [record.request_id, record.charge, record.digest, self._cap, int(record.granted),
-                record.before, record.remaining, int(record.wanted), f"{record.deadline_ms:.3f}",
-                record.answer]  # fmt: skip
+        args: list[str | int] = [
+            record.request_id,
+            record.charge,
+            record.digest,
+            self._cap,
+            int(record.granted),
+            record.before,
+            record.remaining,
+            int(record.wanted),
+            f"{record.deadline_ms:.3f}",
+            record.answer,
+        ]
         try:
             await self._ready()
             out = await self._settle(keys=self._keys(key), args=args)

@@ -80,8 +80,16 @@ class TypedRedisOps:
         self._check_breaker(key)
         now = time.time()
         ttl_ms = max(int(ttl_s * 1000), 1)
-        args: list[str | int] = ["create", sum(budgets), ttl_ms, -1 if horizon is None else horizon,
-                repr(now), json.dumps(metadata or {}), ",".join(types), vec(budgets)]  # fmt: skip
+        args: list[str | int] = [
+            "create",
+            sum(budgets),
+            ttl_ms,
+            -1 if horizon is None else horizon,
+            repr(now),
+            json.dumps(metadata or {}),
+            ",".join(types),
+            vec(budgets),
+        ]
         try:
             await self._ready()
             await self._session(keys=self._keys(key), args=args)
@@ -89,10 +97,17 @@ class TypedRedisOps:
             raise self._tripped(key, exc) from exc
         self._healthy(key)
         return SessionInfo(
-            sum(budgets), sum(budgets), horizon, float(ttl_s), now + ttl_s, now,
-            metadata=dict(metadata or {}), types=tuple(types), budgets=tuple(budgets),
+            sum(budgets),
+            sum(budgets),
+            horizon,
+            float(ttl_s),
+            now + ttl_s,
+            now,
+            metadata=dict(metadata or {}),
+            types=tuple(types),
+            budgets=tuple(budgets),
             remainings=tuple(budgets),
-        )  # fmt: skip
+        )
 
     async def try_consume_typed(
         self,
@@ -111,10 +126,20 @@ class TypedRedisOps:
             deadline = await self._deadline()
             out = await self._consume_typed(
                 keys=self._keys(key),
-                args=[request_id or "", ",".join(plan.types), vec(plan.costs), vec(plan.lo),
-                      vec(plan.dims), plan.encode(), f"{deadline:.3f}", digest, self._cap,
-                      plan.answer_tail, "\n".join(plan.answers)],
-            )  # fmt: skip
+                args=[
+                    request_id or "",
+                    ",".join(plan.types),
+                    vec(plan.costs),
+                    vec(plan.lo),
+                    vec(plan.dims),
+                    plan.encode(),
+                    f"{deadline:.3f}",
+                    digest,
+                    self._cap,
+                    plan.answer_tail,
+                    "\n".join(plan.answers),
+                ],
+            )
         except self._client_errors as exc:
             self._remember_failed(key, request_id, deadline)
             raise self._tripped(key, exc) from exc
@@ -133,13 +158,20 @@ class TypedRedisOps:
             raise TypedPlanMissError(ints(str(out[2])))
         if status == -5:
             raise RequestIdReusedError(request_id or "")
-        return TypedGrant(int(out[1]), int(out[4]), ints(str(out[2])), ints(str(out[3])),
-                          status == 1, str(out[6]))  # fmt: skip
+        return TypedGrant(
+            int(out[1]), int(out[4]), ints(str(out[2])), ints(str(out[3])), status == 1, str(out[6])
+        )
 
     async def settle_typed(self, key: SessionKey, record: TypedRecord) -> bool:
         """One EVALSHA of settle_typed.lua; False when the session is gone."""
-        args: list[str | int] = [record.request_id, record.digest, self._cap, vec(record.before),
-                f"{record.deadline_ms:.3f}", record.answer]  # fmt: skip
+        args: list[str | int] = [
+            record.request_id,
+            record.digest,
+            self._cap,
+            vec(record.before),
+            f"{record.deadline_ms:.3f}",
+            record.answer,
+        ]
         try:
             await self._ready()
             out = await self._settle_typed(keys=self._keys(key), args=args)

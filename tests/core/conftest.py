@@ -26,7 +26,9 @@ def random_tabular_model(
     With probability ``tie_p`` a state's intervene row copies its proceed row (exact ties).
     """
     rng = np.random.default_rng(seed)
-    w = rng.random((2, n_states, n_states + 2)) * (rng.random((2, n_states, n_states + 2)) < density)
+    w = rng.random((2, n_states, n_states + 2)) * (
+        rng.random((2, n_states, n_states + 2)) < density
+    )
     empty = w.sum(axis=2) == 0
     for a, s in np.argwhere(empty):
         w[a, s, rng.integers(n_states + 2)] = 1.0

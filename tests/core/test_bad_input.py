@@ -24,8 +24,14 @@ def two_state_arrays():
     fail = np.array([[0.0, 0.25], [0.0, 0.0]])
     weak = np.array([[1.0, 0.0], [1.0, 0.0]])
     expert = np.array([[0.0, 1.0], [0.0, 1.0]])
-    return dict(P=p, succ=succ, fail=fail, weak_policy=weak, expert_policy=expert,
-                start=np.array([1.0, 0.0]))  # fmt: skip
+    return dict(
+        P=p,
+        succ=succ,
+        fail=fail,
+        weak_policy=weak,
+        expert_policy=expert,
+        start=np.array([1.0, 0.0]),
+    )
 
 
 def test_exact_model_from_arrays_and_k_steps():
@@ -46,7 +52,9 @@ def test_exact_model_from_arrays_and_k_steps():
 def test_rows_not_summing_to_one():
     arrays = two_state_arrays()
     arrays["fail"] = np.array([[0.0, 0.5], [0.0, 0.0]])
-    with pytest.raises(ProbabilityError, match=r"P\[0\] \+ succ \+ fail at state \(1,\) sums to 1.25"):
+    with pytest.raises(
+        ProbabilityError, match=r"P\[0\] \+ succ \+ fail at state \(1,\) sums to 1.25"
+    ):
         model_from_policies(**arrays, horizon=4)
     arrays = two_state_arrays()
     arrays["weak_policy"] = np.array([[1.0, 0.0], [0.5, 0.0]])
@@ -54,32 +62,44 @@ def test_rows_not_summing_to_one():
         model_from_policies(**arrays, horizon=4)
     with pytest.raises(ProbabilityError, match=r"key 4\), action 1 sums to 0.5, not 1"):
         TabularModel(
-            np.array([3, 4]), (sp.eye(2) * 0.5, sp.csr_matrix([[0, 0.5], [0, 0]])),
-            succ=np.full((2, 2), 0.5), fail=np.zeros((2, 2)), start=np.array([1.0, 0]), horizon=3,
-        )  # fmt: skip
+            np.array([3, 4]),
+            (sp.eye(2) * 0.5, sp.csr_matrix([[0, 0.5], [0, 0]])),
+            succ=np.full((2, 2), 0.5),
+            fail=np.zeros((2, 2)),
+            start=np.array([1.0, 0]),
+            horizon=3,
+        )
 
 
 def test_nan_inputs():
     arrays = two_state_arrays()
     arrays["succ"] = np.array([[0.0, np.nan], [0.0, 1.0]])
-    with pytest.raises(ProbabilityError, match=r"model_from_policies: succ is NaN or negative at \(0, 1\)"):
+    with pytest.raises(
+        ProbabilityError, match=r"model_from_policies: succ is NaN or negative at \(0, 1\)"
+    ):
         model_from_policies(**arrays, horizon=4)
     arrays = two_state_arrays()
     arrays["P"] = arrays["P"].copy()
     arrays["P"][0, 0, 0] = np.nan
     with pytest.raises(ProbabilityError, match=r"P\[0\] has NaN or negative entries"):
         model_from_policies(**arrays, horizon=4)
-    with pytest.raises(ProbabilityError, match=r"model_from_policies: start is NaN or negative at \(0,\)"):
+    with pytest.raises(
+        ProbabilityError, match=r"model_from_policies: start is NaN or negative at \(0,\)"
+    ):
         model_from_policies(**{**two_state_arrays(), "start": np.array([np.nan, 1.0])}, horizon=4)
 
 
 def test_negative_or_fractional_budget(make_model):
     model = make_model(0, 3, 4)
     for bad in (-1, 1.5, "2", None):
-        with pytest.raises(BudgetError, match=f"solve_budgeted: budget must be a non-negative integer, got {bad!r}"):
+        with pytest.raises(
+            BudgetError, match=f"solve_budgeted: budget must be a non-negative integer, got {bad!r}"
+        ):
             solve_budgeted(model, bad)
     sol = solve_budgeted(model, 2)
-    with pytest.raises(BudgetError, match="evaluate_policy: budget must be a non-negative integer, got -1"):
+    with pytest.raises(
+        BudgetError, match="evaluate_policy: budget must be a non-negative integer, got -1"
+    ):
         evaluate_policy(model, sol.policy, -1)
     with pytest.raises(BudgetError, match="evaluate_policy: budget 3 exceeds the policy's Cmax 2"):
         evaluate_policy(model, sol.policy, 3)
@@ -109,9 +129,13 @@ def test_labels_and_unknown_states(make_model):
     lag = solve_penalty(model, 0.01)
     assert np.array_equal(label_lagrangian(lag, model, t, rows), lag.policy[t, [1, 0, 2]])
     unknown = int(keys.max()) + 1
-    with pytest.raises(UnknownStateError, match=f"label_budgeted: row 1 has state key {unknown}, unknown"):
+    with pytest.raises(
+        UnknownStateError, match=f"label_budgeted: row 1 has state key {unknown}, unknown"
+    ):
         label_budgeted(sol, model, np.array([0, 1]), np.array([keys[0], unknown]))
-    with pytest.raises(UnknownStateError, match=r"label_lagrangian: row 0 has step t=5, outside \[0, H=5\)"):
+    with pytest.raises(
+        UnknownStateError, match=r"label_lagrangian: row 0 has step t=5, outside \[0, H=5\)"
+    ):
         label_lagrangian(lag, model, np.array([5]), np.array([keys[0]]))
     with pytest.raises(UnknownStateError, match=r"row 0 has step t=-1"):
         label_budgeted(sol, model, np.array([-1]), np.array([keys[0]]))

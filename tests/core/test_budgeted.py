@@ -124,15 +124,15 @@ def test_equals_literal_enumeration_of_markov_policies(make_model, seed, n_state
     """Enumerate every deterministic policy over the (t, s, c) decision points (tiny MDPs)."""
     cmax = cost + (1 if n_states == 1 else 0)  # 8 decision points: 256 policies
     model = make_model(seed, n_states, 4, k=k, cost=cost, leaf_p=leaf_p)
-    points = [
-        (t, s, c) for t in range(4) for s in range(n_states) for c in range(cost, cmax + 1)
-    ]
+    points = [(t, s, c) for t in range(4) for s in range(n_states) for c in range(cost, cmax + 1)]
     assert len(points) == 8
     sol = solve_budgeted(model, cmax)
     for s in range(n_states):
         best = -math.inf
         for bits in itertools.product([False, True], repeat=len(points)):
-            best = max(best, markov_policy_value(model, dict(zip(points, bits, strict=True)), s, cmax))
+            best = max(
+                best, markov_policy_value(model, dict(zip(points, bits, strict=True)), s, cmax)
+            )
         assert sol.value0[s, cmax] == pytest.approx(best, abs=1e-9)
 
 

@@ -106,8 +106,9 @@ def test_predicted_success_matches_rollouts_in_the_real_env(lake):
     sol = solve_budgeted(model, CMAX)
     assert sol.success[CMAX] > sol.success[0] + 0.03 and sol.usage[CMAX] > 1  # help matters
     n = 2500
-    wins, used = rollouts(env, states, expert, sol.policy, horizon, k, cost, CMAX, n,
-                          np.random.default_rng(7))  # fmt: skip
+    wins, used = rollouts(
+        env, states, expert, sol.policy, horizon, k, cost, CMAX, n, np.random.default_rng(7)
+    )
     p = sol.success[CMAX]
     assert abs(wins.mean() - p) < 4 * np.sqrt(p * (1 - p) / n)
     assert abs(used.mean() - sol.usage[CMAX]) < 4 * used.std() / np.sqrt(n) + 1e-9

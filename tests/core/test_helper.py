@@ -119,7 +119,9 @@ def test_helper_from_artifact_and_decide(tmp_path):
 
 def _helper(rng, f=3, cmax=3, horizon=10, cost=1, threshold=0.5):
     train = rng.normal(size=(200, f))
-    return Helper(random_mlp(rng, f + 3), FeatureStats.fit(train), cmax, horizon, cost, threshold), train
+    return Helper(
+        random_mlp(rng, f + 3), FeatureStats.fit(train), cmax, horizon, cost, threshold
+    ), train
 
 
 def test_score_states_batch_equals_one_state_at_a_time():
@@ -179,5 +181,14 @@ def test_score_states_refuses_bad_shapes():
     with pytest.raises(BudgetError, match="budget must be >= 0"):
         helper.score(train[0], np.array([-1, 0]), 1)
     with pytest.raises(ShapeError, match="same batch size"):
-        score_states(helper.mlp, helper.stats, train[:2], np.ones((3, 1)), np.ones(2),
-                     cmax=3, horizon=10, cost=1, threshold=0.5)  # fmt: skip
+        score_states(
+            helper.mlp,
+            helper.stats,
+            train[:2],
+            np.ones((3, 1)),
+            np.ones(2),
+            cmax=3,
+            horizon=10,
+            cost=1,
+            threshold=0.5,
+        )

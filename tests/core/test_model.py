@@ -14,12 +14,21 @@ def make_log(rows: list[tuple], duration: list[int] | None = None) -> StepLog:
     ep, t, key, act, nxt, done, trunc, succ = (np.array(c) for c in zip(*rows, strict=True))
     n = len(rows)
     return StepLog(
-        episode_id=ep, task_id=np.zeros(n), t=t, state_key=key, features=np.zeros((n, 2)),
-        action=act, intervention_type=np.zeros(n), cost=act,
+        episode_id=ep,
+        task_id=np.zeros(n),
+        t=t,
+        state_key=key,
+        features=np.zeros((n, 2)),
+        action=act,
+        intervention_type=np.zeros(n),
+        cost=act,
         duration=np.ones(n) if duration is None else np.array(duration),
-        next_state_key=nxt, done=done, truncated=trunc, success=succ,
+        next_state_key=nxt,
+        done=done,
+        truncated=trunc,
+        success=succ,
         behavior_p=np.full(n, 0.3),
-    )  # fmt: skip
+    )
 
 
 def simulate_log(model: TabularModel, episodes: int, p_help: float, rng) -> StepLog:

@@ -35,7 +35,9 @@ class StepMDP:
         rng = np.random.default_rng(seed)
         rows = []
         for _ in range(2):
-            w = rng.random((n_states, n_states + 2)) * (rng.random((n_states, n_states + 2)) < density)
+            w = rng.random((n_states, n_states + 2)) * (
+                rng.random((n_states, n_states + 2)) < density
+            )
             w[w.sum(axis=1) == 0, rng.integers(n_states + 2)] = 1.0
             rows.append(w / w.sum(axis=1, keepdims=True))
         self.weak, self.expert = rows
@@ -86,8 +88,10 @@ def play(
     def expert(t: int, s: int, c: int, j: int) -> tuple[float, float]:
         if t >= horizon:
             return 0.0, 0.0  # the horizon cuts the intervention: no credit after H
-        nxt = (lambda s2: decision(t + 1, s2, c)) if j == 1 else (
-            lambda s2: expert(t + 1, s2, c, j - 1)
+        nxt = (
+            (lambda s2: decision(t + 1, s2, c))
+            if j == 1
+            else (lambda s2: expert(t + 1, s2, c, j - 1))
         )
         return _step(mdp.expert[s], nxt)
 
@@ -108,7 +112,9 @@ def optimum(mdp: StepMDP, horizon: int, k: int, cost: int, penalty: float | None
     With ``penalty`` r the objective is success - r * interventions (no budget state).
     """
     r = 0.0 if penalty is None else penalty
-    decision, _ = play(mdp, horizon, k, cost, lambda t, s, c, q0, q1: q1[0] - r * q1[1] > q0[0] - r * q0[1])
+    decision, _ = play(
+        mdp, horizon, k, cost, lambda t, s, c, q0, q1: q1[0] - r * q1[1] > q0[0] - r * q0[1]
+    )
     return decision
 
 

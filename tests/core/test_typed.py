@@ -51,11 +51,18 @@ class Ladder:
         eye = np.eye(a)
         parts = tuple(
             model_from_policies(
-                p, succ, fail, np.tile(eye[0], (n, 1)), np.tile(eye[i + 1], (n, 1)), self.start,
-                horizon=horizon, k=ks[i], cost=costs[i],
+                p,
+                succ,
+                fail,
+                np.tile(eye[0], (n, 1)),
+                np.tile(eye[i + 1], (n, 1)),
+                self.start,
+                horizon=horizon,
+                k=ks[i],
+                cost=costs[i],
             )
             for i in range(self.m)
-        )  # fmt: skip
+        )
         return TypedModel(parts, tuple(f"type{i}" for i in range(self.m)))
 
 
@@ -278,13 +285,21 @@ def simulate(lad: Ladder, horizon, ks, episodes, rng):
                 cols[name].append(v)
     m = len(cols["ep"])
     return StepLog(
-        episode_id=np.array(cols["ep"]), task_id=np.zeros(m), t=np.array(cols["t"]),
-        state_key=np.array(cols["key"]), features=np.zeros((m, 1)), action=np.array(cols["act"]),
-        intervention_type=np.array(cols["typ"]), cost=np.array(cols["act"]),
-        duration=np.array(cols["dur"]), next_state_key=np.array(cols["nxt"]),
-        done=np.array(cols["done"]), truncated=np.array(cols["trunc"]), success=np.array(cols["succ"]),
+        episode_id=np.array(cols["ep"]),
+        task_id=np.zeros(m),
+        t=np.array(cols["t"]),
+        state_key=np.array(cols["key"]),
+        features=np.zeros((m, 1)),
+        action=np.array(cols["act"]),
+        intervention_type=np.array(cols["typ"]),
+        cost=np.array(cols["act"]),
+        duration=np.array(cols["dur"]),
+        next_state_key=np.array(cols["nxt"]),
+        done=np.array(cols["done"]),
+        truncated=np.array(cols["trunc"]),
+        success=np.array(cols["succ"]),
         behavior_p=np.full(m, 0.15),
-    )  # fmt: skip
+    )
 
 
 def test_estimated_typed_model_converges_to_the_exact_one():

@@ -63,14 +63,22 @@ def test_decide_never_picks_an_unaffordable_type():
 
 def test_typed_artifact_round_trip_and_refusals(tmp_path):
     rng = np.random.default_rng(0)
-    mlp = MLP((rng.normal(size=(7, 8)).astype(np.float32), rng.normal(size=(8, 3)).astype(np.float32)),
-              (np.zeros(8, np.float32), np.zeros(3, np.float32)))  # fmt: skip
+    mlp = MLP(
+        (rng.normal(size=(7, 8)).astype(np.float32), rng.normal(size=(8, 3)).astype(np.float32)),
+        (np.zeros(8, np.float32), np.zeros(3, np.float32)),
+    )
     st = stats()
     manifest = {
-        "artifact_id": "typed-1", "created_at": "2026-12-01T00:00:00Z", "kind": "typed",
-        "feature_schema": {"names": ["a", "b"], "dim": 2}, "cmax": 3, "horizon": 10, "k": 1,
-        "cost": 1, "types": [t.to_dict() for t in TYPES],
-    }  # fmt: skip
+        "artifact_id": "typed-1",
+        "created_at": "2026-12-01T00:00:00Z",
+        "kind": "typed",
+        "feature_schema": {"names": ["a", "b"], "dim": 2},
+        "cmax": 3,
+        "horizon": 10,
+        "k": 1,
+        "cost": 1,
+        "types": [t.to_dict() for t in TYPES],
+    }
     path = write_artifact(
         tmp_path / "a", manifest, {HELPER_FILE: {**mlp.to_arrays(), **st.to_arrays()}}
     )

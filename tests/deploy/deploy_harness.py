@@ -70,8 +70,11 @@ def service_importable() -> str | None:
         return "service/__main__.py does not exist yet"
     probe = subprocess.run(
         [PY, "-c", "import service.app, service.__main__"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if probe.returncode != 0:
         return f"service is not importable: {probe.stderr.strip().splitlines()[-1:]}"
     return None
@@ -114,9 +117,13 @@ class Proc:
 def _spawn(cmd: list[str], log: Path, env: Mapping[str, str] | None, port: int) -> Proc:
     fh = open(log, "wb")  # noqa: SIM115 - kept open for the child's lifetime
     popen = subprocess.Popen(
-        cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=dict(env) if env else None,
+        cmd,
+        cwd=REPO,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=dict(env) if env else None,
         start_new_session=True,
-    )  # fmt: skip
+    )
     fh.close()
     return Proc(popen, log, port)
 
@@ -148,10 +155,23 @@ def start_redis(tmp: Path) -> Proc:
         raise RuntimeError("redis-server is not installed (scripts/ensure-redis.sh installs it)")
     port = free_port()
     proc = _spawn(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp)],
-        tmp / f"redis-{port}.log", None, port,
-    )  # fmt: skip
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        tmp / f"redis-{port}.log",
+        None,
+        port,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as s:
@@ -211,10 +231,17 @@ def start_prometheus(tmp: Path, target: str, rule_files: list[Path]) -> Proc:
         f"    static_configs:\n      - targets: ['{target}']\n"
     )
     proc = _spawn(
-        [exe, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'prom-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        tmp / "prometheus.log", None, port,
-    )  # fmt: skip
+        [
+            exe,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        tmp / "prometheus.log",
+        None,
+        port,
+    )
     _wait_http(proc, "/-/ready", 30.0, "prometheus")
     return proc
 
@@ -241,13 +268,15 @@ def read_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
     return out
 
 
-def total(samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:  # fmt: skip
+def total(
+    samples: Mapping[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     """Sum of the samples named ``name`` whose labels include ``labels``."""
     return sum(
-        v for (n, lbl), v in samples.items()
+        v
+        for (n, lbl), v in samples.items()
         if n == name and all(dict(lbl).get(k) == want for k, want in labels.items())
-    )  # fmt: skip
+    )
 
 
 def metric_names_in(text: str) -> set[str]:
@@ -257,8 +286,9 @@ def metric_names_in(text: str) -> set[str]:
     return set(re.findall(r"\bhelpseek_[a-z0-9_]+\b", text))
 
 
-def write_toy_artifact(directory: Path, *, version: str = "toy-v1", dim: int = 4,
-                       target_rate: float = 0.3) -> Path:  # fmt: skip
+def write_toy_artifact(
+    directory: Path, *, version: str = "toy-v1", dim: int = 4, target_rate: float = 0.3
+) -> Path:
     """A tiny features artifact in the real format that reads every input the service encodes.
 
     One linear layer over the helper's input encoding (z-scored features, c/cmax,

@@ -32,10 +32,29 @@ from tests.deploy.deploy_harness import (
 BUDGET = 2
 EPISODES = 100
 TRAIN = [
-    "train", "--env", "taxi", "--cmax", "3", "--train-seeds", "0-49", "--episodes-per-seed", "12",
-    "--helper-epochs", "15", "--no-lagrangian", "--no-offline-rl", "--budgets", str(BUDGET),
-    "--episodes", str(EPISODES), "--eval-tasks", str(EPISODES), "--workers", "1", "--no-progress",
-]  # fmt: skip
+    "train",
+    "--env",
+    "taxi",
+    "--cmax",
+    "3",
+    "--train-seeds",
+    "0-49",
+    "--episodes-per-seed",
+    "12",
+    "--helper-epochs",
+    "15",
+    "--no-lagrangian",
+    "--no-offline-rl",
+    "--budgets",
+    str(BUDGET),
+    "--episodes",
+    str(EPISODES),
+    "--eval-tasks",
+    str(EPISODES),
+    "--workers",
+    "1",
+    "--no-progress",
+]
 
 
 def helpseek_cli() -> list[str]:
@@ -46,13 +65,19 @@ def helpseek_cli() -> list[str]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real artifact from `helpseek train` (about 25 s on 2 cores)."""
-    probe = subprocess.run([*helpseek_cli(), "train", "--help"], cwd=REPO, capture_output=True,
-                           text=True, timeout=120)  # fmt: skip
+    probe = subprocess.run(
+        [*helpseek_cli(), "train", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     if probe.returncode != 0:
         pytest.skip(f"`helpseek train` is not available yet: {probe.stderr.strip()[-300:]}")
     out = tmp_path_factory.mktemp("trained") / "artifact"
-    run = subprocess.run([*helpseek_cli(), *TRAIN, "--out", str(out)], cwd=REPO,
-                         capture_output=True, text=True, timeout=400)  # fmt: skip
+    run = subprocess.run(
+        [*helpseek_cli(), *TRAIN, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert (out / "manifest.json").is_file()
     return out
@@ -77,11 +102,27 @@ def served(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def run_agent(svc: Proc, env: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "examples/agent.py", "--url", svc.url, "--api-key", "agent-key",
-         "--env", env, "--episodes", str(EPISODES), "--budget", str(BUDGET), "--json",
-         "--per-episode"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "examples/agent.py",
+            "--url",
+            svc.url,
+            "--api-key",
+            "agent-key",
+            "--env",
+            env,
+            "--episodes",
+            str(EPISODES),
+            "--budget",
+            str(BUDGET),
+            "--json",
+            "--per-episode",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
 
@@ -132,17 +173,32 @@ def test_agent_over_http_matches_offline_evaluation_and_metrics(
     live = seen["success_rate"]
     p = min(max(offline, 1 / n_off), 1 - 1 / n_off)
     half_width = 3.0 * math.sqrt(p * (1 - p) * (1 / EPISODES + 1 / n_off))
-    print(f"success: live {live:.3f} over {EPISODES} episodes, offline {offline:.3f} "
-          f"(n={n_off}, interval +-{half_width:.3f}); never {summary['never']}")  # fmt: skip
+    print(
+        f"success: live {live:.3f} over {EPISODES} episodes, offline {offline:.3f} "
+        f"(n={n_off}, interval +-{half_width:.3f}); never {summary['never']}"
+    )
     assert abs(live - offline) <= half_width
 
 
 def test_agent_refuses_a_mismatched_environment(served: Proc) -> None:
     out = subprocess.run(
-        [sys.executable, "examples/agent.py", "--url", served.url, "--api-key", "agent-key",
-         "--env", "frozenlake", "--episodes", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "examples/agent.py",
+            "--url",
+            served.url,
+            "--api-key",
+            "agent-key",
+            "--env",
+            "frozenlake",
+            "--episodes",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "pass the --env the artifact was trained on" in out.stderr
 
@@ -151,9 +207,18 @@ def test_agent_reports_an_unreachable_service() -> None:
     from tests.deploy.deploy_harness import free_port
 
     out = subprocess.run(
-        [sys.executable, "examples/agent.py", "--url", f"http://127.0.0.1:{free_port()}",
-         "--episodes", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "examples/agent.py",
+            "--url",
+            f"http://127.0.0.1:{free_port()}",
+            "--episodes",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1
     assert "agent: the service failed" in out.stderr and "ConnectError" in out.stderr

@@ -27,9 +27,15 @@ from helpseek_client import (
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.0, backoff_max_s=0.0)
 ANSWER = {
-    "intervene": True, "probability": 0.9, "remaining_budget": 2, "reason": "helper",
-    "model_version": "m1", "degraded": False, "novel": False, "novelty_score": 0.4,
-}  # fmt: skip
+    "intervene": True,
+    "probability": 0.9,
+    "remaining_budget": 2,
+    "reason": "helper",
+    "model_version": "m1",
+    "degraded": False,
+    "novel": False,
+    "novelty_score": 0.4,
+}
 
 
 class Script:

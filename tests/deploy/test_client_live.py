@@ -40,8 +40,10 @@ def test_an_episode_through_the_sdk(hs: HelpSeekClient) -> None:
     assert model.target_intervention_rate == pytest.approx(0.3)
     session = hs.start_session(budget=2, horizon=50, metadata={"agent": "test"})
     assert session.budget == 2 and session.expires_at is not None
-    answers = [hs.should_intervene(session.session_id, step=t, features=f, steps_left=50 - t)
-               for t, f in enumerate([UP, DOWN, UP, UP])]  # fmt: skip
+    answers = [
+        hs.should_intervene(session.session_id, step=t, features=f, steps_left=50 - t)
+        for t, f in enumerate([UP, DOWN, UP, UP])
+    ]
     assert all(isinstance(a, Decision) for a in answers)
     assert [a.intervene for a in answers] == [True, False, True, False]
     assert [a.reason for a in answers] == ["helper", "helper", "helper", "budget_exhausted"]
@@ -120,8 +122,10 @@ def test_concurrent_async_asks_never_exceed_the_budget(svc: Proc) -> None:
 
 def test_unreachable_service_is_a_transport_error() -> None:
     policy = RetryPolicy(attempts=2, backoff_s=0.01)
-    with HelpSeekClient(f"http://127.0.0.1:{free_port()}", retry=policy, timeout=1.0) as hs, \
-            pytest.raises(TransportError, match="after 2 tries"):  # fmt: skip
+    with (
+        HelpSeekClient(f"http://127.0.0.1:{free_port()}", retry=policy, timeout=1.0) as hs,
+        pytest.raises(TransportError, match="after 2 tries"),
+    ):
         hs.model()
 
 

@@ -48,11 +48,21 @@ def test_compose_client_validates_the_file(repo: Path) -> None:
         pytest.skip(
             "no compose client; run `bash scripts/ensure-prometheus.sh` (installs docker-compose)"
         )
-    out = subprocess.run([*cli, "-f", "docker-compose.yml", "config", "-q"], cwd=repo,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [*cli, "-f", "docker-compose.yml", "config", "-q"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
-    services = subprocess.run([*cli, "-f", "docker-compose.yml", "config", "--services"], cwd=repo,
-                              capture_output=True, text=True, timeout=60).stdout.split()  # fmt: skip
+    services = subprocess.run(
+        [*cli, "-f", "docker-compose.yml", "config", "--services"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
     assert {"redis", "service", "prometheus", "grafana"} <= set(services)
     assert "train" in services  # listed; started only with --profile train (checked below)
 
@@ -66,8 +76,13 @@ def test_compose_client_rejects_a_broken_file(repo: Path, tmp_path: Path) -> Non
     bad.write_text(
         (repo / "docker-compose.yml").read_text().replace("depends_on:", "depend_on:", 1)
     )
-    out = subprocess.run([*cli, "-f", str(bad), "config", "-q"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [*cli, "-f", str(bad), "config", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
 
 
@@ -151,8 +166,21 @@ def instructions(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-KNOWN = {"FROM", "ARG", "ENV", "RUN", "COPY", "WORKDIR", "USER", "EXPOSE", "HEALTHCHECK",
-         "ENTRYPOINT", "CMD", "VOLUME", "LABEL"}  # fmt: skip
+KNOWN = {
+    "FROM",
+    "ARG",
+    "ENV",
+    "RUN",
+    "COPY",
+    "WORKDIR",
+    "USER",
+    "EXPOSE",
+    "HEALTHCHECK",
+    "ENTRYPOINT",
+    "CMD",
+    "VOLUME",
+    "LABEL",
+}
 
 
 @pytest.mark.parametrize("name", ["Dockerfile.service", "Dockerfile.train"])
@@ -198,9 +226,13 @@ def test_service_entrypoint_cleans_the_metrics_dir(repo: Path, tmp_path: Path) -
     mp = tmp_path / "mp"
     mp.mkdir()
     (mp / "counter_123.db").write_bytes(b"stale")
-    out = subprocess.run(["sh", str(repo / "docker/service-entrypoint.sh"), "ls", "-A", str(mp)],
-                         env={"PROMETHEUS_MULTIPROC_DIR": str(mp), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, timeout=10)  # fmt: skip
+    out = subprocess.run(
+        ["sh", str(repo / "docker/service-entrypoint.sh"), "ls", "-A", str(mp)],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(mp), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
 
@@ -235,13 +267,29 @@ def test_service_image_build_context_makes_a_complete_wheel(repo: Path, tmp_path
                 target = ctx / Path(src).name if dest in ("./", ".") else ctx / dest
                 (sh.copytree if (repo / src).is_dir() else sh.copy)(repo / src, target)
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path / "dist"), str(ctx)],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ctx),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("helpseek-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"service/__main__.py", "service/budget/check_and_consume.lua",
-            "helpseek_client/__init__.py", "helpseek_core/helper.py"} <= names  # fmt: skip
+    assert {
+        "service/__main__.py",
+        "service/budget/check_and_consume.lua",
+        "helpseek_client/__init__.py",
+        "helpseek_core/helper.py",
+    } <= names
     assert not any(n.startswith(("training/", "helpseek_text/")) for n in names)

@@ -42,8 +42,13 @@ def exprs(dashboard: dict) -> list[str]:
 def test_committed_json_is_what_the_generator_writes(repo: Path) -> None:
     if importlib.util.find_spec("grafana_foundation_sdk") is None:
         pytest.skip("grafana-foundation-sdk is not installed (pip install -e '.[dev]')")
-    out = subprocess.run([sys.executable, "scripts/build_dashboard.py", "--check"], cwd=repo,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "scripts/build_dashboard.py", "--check"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -63,8 +68,14 @@ def test_every_panel_uses_the_pinned_datasource(repo: Path, dashboard: dict) -> 
 
 def test_dashboard_covers_what_operators_asked_for(dashboard: dict) -> None:
     titles = " | ".join(p["title"] for p in dashboard["panels"]).lower()
-    for words in ("decisions / s", "intervention rate vs target", "budget exhaustion",
-                  "p50 / p99", "degraded", "episode success rate"):  # fmt: skip
+    for words in (
+        "decisions / s",
+        "intervention rate vs target",
+        "budget exhaustion",
+        "p50 / p99",
+        "degraded",
+        "episode success rate",
+    ):
         assert words in titles, words
     text = "\n".join(exprs(dashboard))
     assert "helpseek_model_target_intervention_rate" in text

@@ -125,8 +125,9 @@ def test_recording_rules_on_live_metrics(live_service, repo: Path, tmp_path: Pat
 
         expected = (g1 - g0) / (d1 - d0)
         rate = prometheus_query(prom, "helpseek:intervention_rate:5m")
-        assert [r["metric"] for r in rate] == [{"__name__": "helpseek:intervention_rate:5m",
-                                                "model_version": VERSION}]  # fmt: skip
+        assert [r["metric"] for r in rate] == [
+            {"__name__": "helpseek:intervention_rate:5m", "model_version": VERSION}
+        ]
         got = float(rate[0]["value"][1])
         print(f"intervention rate: prometheus {got:.6f}, service counts {expected:.6f}")
         # Every series existed before the first scrape with a value large against its increase,
@@ -149,16 +150,20 @@ def test_recording_rules_on_live_metrics(live_service, repo: Path, tmp_path: Pat
         p99 = prometheus_query(prom, "helpseek:request_latency_p99:5m")
         routes = {r["metric"].get("route") for r in p99}
         assert any(r and r.endswith("should_intervene") for r in routes), routes
-        decide_p99 = [float(r["value"][1]) for r in p99
-                      if (r["metric"].get("route") or "").endswith("should_intervene")]  # fmt: skip
+        decide_p99 = [
+            float(r["value"][1])
+            for r in p99
+            if (r["metric"].get("route") or "").endswith("should_intervene")
+        ]
         # the decision route served requests in the window: its p99 must be a real number
         assert decide_p99 and all(0 < v < 2.5 for v in decide_p99), decide_p99
 
         # Redis goes away: answers are degraded (fail closed) and the share shows it
         redis.stop()
         with HelpSeekClient(svc.url, api_key="key-a") as hs:
-            stateless = [hs.should_intervene(step=0, features=UP, remaining_budget=1)
-                         for _ in range(2)]  # no store needed: not degraded  # fmt: skip
+            stateless = [
+                hs.should_intervene(step=0, features=UP, remaining_budget=1) for _ in range(2)
+            ]  # no store needed: not degraded
             assert all(a.intervene and not a.degraded for a in stateless)
             for burst in (5, 10):  # two bursts: rate() needs the series to exist before
                 for _ in range(burst):

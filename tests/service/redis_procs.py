@@ -40,10 +40,21 @@ class RedisProc:
             pytest.skip("redis-server is not installed")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--dir", str(self.workdir), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                exe,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--dir",
+                str(self.workdir),
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if wait:
             for _ in range(200):
                 if redis_answers("127.0.0.1", self.port):
@@ -101,24 +112,44 @@ def start_cluster(workdir: Path, n: int = 3) -> list[RedisProc]:
     if shutil.which("redis-cli") is None:
         pytest.skip("redis-cli is not installed")
     nodes = [
-        RedisProc(_cluster_port(), workdir / f"node{i}", [
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no",
-            "--appendonly", "yes", "--appendfsync", "always",
-        ]).start()
+        RedisProc(
+            _cluster_port(),
+            workdir / f"node{i}",
+            [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-require-full-coverage",
+                "no",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        ).start()
         for i in range(n)
-    ]  # fmt: skip
+    ]
     addrs = [f"127.0.0.1:{node.port}" for node in nodes]
     subprocess.run(
         ["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
-    )  # fmt: skip
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
     for _ in range(200):
         states = [
-            subprocess.run(["redis-cli", "-p", str(node.port), "cluster", "info"],
-                           capture_output=True, text=True, timeout=5).stdout
+            subprocess.run(
+                ["redis-cli", "-p", str(node.port), "cluster", "info"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout
             for node in nodes
-        ]  # fmt: skip
+        ]
         if all("cluster_state:ok" in s for s in states):
             return nodes
         time.sleep(0.1)

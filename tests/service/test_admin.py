@@ -44,7 +44,9 @@ async def test_admin_keys_are_a_separate_role(artifact_dir: Path) -> None:
         assert (await c.get("/v1/model", headers={"X-API-Key": "admin-key"})).status_code == 401
         assert (await c.get("/v1/model", headers={"X-API-Key": "tenant-key"})).status_code == 200
     async with client_from(LOCAL, **keys) as c:  # loopback is no exemption once keys exist
-        assert (await c.post("/admin/reload", headers={"X-API-Key": "tenant-key"})).status_code == 403
+        assert (
+            await c.post("/admin/reload", headers={"X-API-Key": "tenant-key"})
+        ).status_code == 403
 
 
 @pytest.mark.asyncio

@@ -207,10 +207,20 @@ async def test_64_concurrent_requests_budget_10(
 ) -> None:
     async with running_app(artifact=artifact_dir, **store_settings) as (c, _):
         sid = (await c.post("/v1/sessions", json={"budget": 10})).json()["session_id"]
-        rs = await asyncio.gather(*(
-            c.post("/v1/should_intervene", json={"session_id": sid, "request_id": f"r{i}", "step": 1, "state": {"features": UP}})
-            for i in range(64)
-        ))  # fmt: skip
+        rs = await asyncio.gather(
+            *(
+                c.post(
+                    "/v1/should_intervene",
+                    json={
+                        "session_id": sid,
+                        "request_id": f"r{i}",
+                        "step": 1,
+                        "state": {"features": UP},
+                    },
+                )
+                for i in range(64)
+            )
+        )
         assert {r.status_code for r in rs} == {200}
         assert sum(r.json()["intervene"] for r in rs) == 10
         assert (await c.get(f"/v1/sessions/{sid}")).json()["remaining_budget"] == 0

@@ -43,9 +43,13 @@ def box_plan(lo: tuple[int, int], hi: tuple[int, int], act=rule, costs=COSTS) ->
     """Plan over lo..hi (inclusive) with answer text 'ans@c1,c2' per cell."""
     cells = list(itertools.product(*(range(a, b + 1) for a, b in zip(lo, hi, strict=True))))
     return TypedPlan(
-        TYPES, costs, lo, tuple(b - a + 1 for a, b in zip(lo, hi, strict=True)),
-        tuple(act(c) for c in cells), tuple(f"ans@{c[0]},{c[1]}" for c in cells),
-    )  # fmt: skip
+        TYPES,
+        costs,
+        lo,
+        tuple(b - a + 1 for a, b in zip(lo, hi, strict=True)),
+        tuple(act(c) for c in cells),
+        tuple(f"ans@{c[0]},{c[1]}" for c in cells),
+    )
 
 
 @pytest.mark.asyncio
@@ -61,9 +65,15 @@ async def test_each_type_is_charged_alone_and_exhausting_one_leaves_the_other(
         seen.append((g.before, g.action, g.remaining))
     # b (cost 2) twice: 4 -> 2 -> 0; then a three times; then nothing is left
     assert seen == [
-        ((3, 4), 2, (3, 2)), ((3, 2), 2, (3, 0)), ((3, 0), 1, (2, 0)), ((2, 0), 1, (1, 0)),
-        ((1, 0), 1, (0, 0)), ((0, 0), 0, (0, 0)), ((0, 0), 0, (0, 0)), ((0, 0), 0, (0, 0)),
-    ]  # fmt: skip
+        ((3, 4), 2, (3, 2)),
+        ((3, 2), 2, (3, 0)),
+        ((3, 0), 1, (2, 0)),
+        ((2, 0), 1, (1, 0)),
+        ((1, 0), 1, (0, 0)),
+        ((0, 0), 0, (0, 0)),
+        ((0, 0), 0, (0, 0)),
+        ((0, 0), 0, (0, 0)),
+    ]
     d = await store.describe(A)
     assert (d.remainings, d.remaining, d.budgets, d.budget) == ((0, 0), 0, (3, 4), 7)
 

@@ -86,8 +86,9 @@ async def _phantoms(c: httpx.AsyncClient, tally: Tally, budgets: dict[str, int])
 
 @pytest.fixture
 def redis_proc(tmp_path: Path) -> Any:
-    proc = RedisProc(free_port(), tmp_path / "redis", ["--appendonly", "yes",
-                     "--appendfsync", "always"]).start()  # fmt: skip
+    proc = RedisProc(
+        free_port(), tmp_path / "redis", ["--appendonly", "yes", "--appendfsync", "always"]
+    ).start()
     yield proc
     proc.kill()
 
@@ -108,9 +109,19 @@ async def test_slow_redis_never_charges_for_an_answer_the_client_did_not_receive
             t0 = time.monotonic()
             rids = [f"slow-{trial}-{i}" for i in range(1 if trial < 2 else 6)]
             answers = await asyncio.gather(
-                *(c.post("/v1/should_intervene", json={"session_id": sid, "request_id": rid,
-                  "step": 1, "state": {"features": UP}}) for rid in rids)
-            )  # fmt: skip
+                *(
+                    c.post(
+                        "/v1/should_intervene",
+                        json={
+                            "session_id": sid,
+                            "request_id": rid,
+                            "step": 1,
+                            "state": {"features": UP},
+                        },
+                    )
+                    for rid in rids
+                )
+            )
             waited = time.monotonic() - t0
             await asyncio.sleep(max(0.8 - waited, 0.0))
             redis_proc.cont()
@@ -205,9 +216,12 @@ async def test_a_failing_cluster_node_degrades_only_its_sessions(
     prefix = f"hsx:{uuid.uuid4().hex[:6]}:"
     try:
         async with running_app(
-            artifact=artifact_dir, redis_url=f"redis+cluster://127.0.0.1:{nodes[0].port}",
-            redis_key_prefix=prefix, redis_connect_timeout_s=0.5, redis_cooldown_s=0.2,
-        ) as (c, app):  # fmt: skip
+            artifact=artifact_dir,
+            redis_url=f"redis+cluster://127.0.0.1:{nodes[0].port}",
+            redis_key_prefix=prefix,
+            redis_connect_timeout_s=0.5,
+            redis_cooldown_s=0.2,
+        ) as (c, app):
             sids = [
                 (await c.post("/v1/sessions", json={"budget": 50})).json()["session_id"]
                 for _ in range(12)

@@ -63,21 +63,32 @@ async def test_store_semantics_on_every_node(
 async def test_64_concurrent_decisions_on_budget_10_grant_exactly_10(
     redis_cluster: list[RedisProc], artifact_dir: object
 ) -> None:
-    settings = {"artifact": artifact_dir, "redis_url": cluster_url(redis_cluster),
-                "redis_socket_timeout_s": 2.0, "redis_deadline_s": 1.5, "redis_connect_timeout_s": 2.0,
-                "redis_key_prefix": f"hsc:{uuid.uuid4().hex[:8]}:"}  # fmt: skip
+    settings = {
+        "artifact": artifact_dir,
+        "redis_url": cluster_url(redis_cluster),
+        "redis_socket_timeout_s": 2.0,
+        "redis_deadline_s": 1.5,
+        "redis_connect_timeout_s": 2.0,
+        "redis_key_prefix": f"hsc:{uuid.uuid4().hex[:8]}:",
+    }
     async with running_app(**settings) as (a, _), running_app(**settings) as (b, _):
         for trial in range(3):
             sid = (await a.post("/v1/sessions", json={"budget": 10})).json()["session_id"]
             bodies = [
-                {"session_id": sid, "request_id": f"t{trial}-c{i}", "step": 0,
-                 "state": {"features": UP}}
+                {
+                    "session_id": sid,
+                    "request_id": f"t{trial}-c{i}",
+                    "step": 0,
+                    "state": {"features": UP},
+                }
                 for i in range(64)
-            ]  # fmt: skip
+            ]
             answers = await asyncio.gather(
-                *((a if i % 2 else b).post("/v1/should_intervene", json=q)
-                  for i, q in enumerate(bodies))
-            )  # fmt: skip
+                *(
+                    (a if i % 2 else b).post("/v1/should_intervene", json=q)
+                    for i, q in enumerate(bodies)
+                )
+            )
             assert {r.status_code for r in answers} == {200}
             js = [r.json() for r in answers]
             assert not any(j["degraded"] for j in js)
@@ -90,9 +101,14 @@ async def test_64_concurrent_decisions_on_budget_10_grant_exactly_10(
 async def test_20_concurrent_copies_of_one_request_id_charge_once_and_match_bytes(
     redis_cluster: list[RedisProc], artifact_dir: object
 ) -> None:
-    settings = {"artifact": artifact_dir, "redis_url": cluster_url(redis_cluster),
-                "redis_socket_timeout_s": 2.0, "redis_deadline_s": 1.5, "redis_connect_timeout_s": 2.0,
-                "redis_key_prefix": f"hsc:{uuid.uuid4().hex[:8]}:"}  # fmt: skip
+    settings = {
+        "artifact": artifact_dir,
+        "redis_url": cluster_url(redis_cluster),
+        "redis_socket_timeout_s": 2.0,
+        "redis_deadline_s": 1.5,
+        "redis_connect_timeout_s": 2.0,
+        "redis_key_prefix": f"hsc:{uuid.uuid4().hex[:8]}:",
+    }
     async with running_app(**settings) as (a, _), running_app(**settings) as (b, _):
         sid = (await a.post("/v1/sessions", json={"budget": 10})).json()["session_id"]
         q = {"session_id": sid, "request_id": "once", "step": 3, "state": {"features": UP}}

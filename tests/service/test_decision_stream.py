@@ -24,9 +24,12 @@ async def test_stream_holds_every_decision_and_the_outcome(
     artifact_dir: Path, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     settings = {
-        "artifact": artifact_dir, "redis_url": redis_url, "redis_key_prefix": redis_prefix,
-        "decision_log": "redis-stream", "decision_stream": "log",
-    }  # fmt: skip
+        "artifact": artifact_dir,
+        "redis_url": redis_url,
+        "redis_key_prefix": redis_prefix,
+        "decision_log": "redis-stream",
+        "decision_stream": "log",
+    }
     async with running_app(**settings) as (c, _):
         sid = (await c.post("/v1/sessions", json={"budget": 1, "horizon": 10})).json()["session_id"]
         answers = []

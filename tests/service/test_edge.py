@@ -48,16 +48,28 @@ FIELDS = [  # (url, body with @ where the number goes, loc)
     ("/v1/sessions", b'{"budget": 1, "ttl_s": @}', ["body", "ttl_s"]),
     ("/v1/sessions", b'{"budget": 1, "horizon": @}', ["body", "horizon"]),
     ("/v1/sessions", b'{"budget": 1, "metadata": {"a": @}}', ["body", "metadata", "a"]),
-    ("/v1/should_intervene", b'{"step": 0, "state": {"features": [@, 0, 0, 0]},'
-     b' "remaining_budget": 1}', ["body", "state", "features", 0]),
-    ("/v1/should_intervene", b'{"step": @, "state": {"features": [1, 0, 0, 0]},'
-     b' "remaining_budget": 1}', ["body", "step"]),
-    ("/v1/should_intervene", b'{"step": 0, "state": {"features": [1, 0, 0, 0]},'
-     b' "remaining_budget": @}', ["body", "remaining_budget"]),
-    ("/v1/should_intervene", b'{"step": 0, "state": {"features": [1, 0, 0, 0]},'
-     b' "remaining_budget": 1, "steps_left": @}', ["body", "steps_left"]),
+    (
+        "/v1/should_intervene",
+        b'{"step": 0, "state": {"features": [@, 0, 0, 0]}, "remaining_budget": 1}',
+        ["body", "state", "features", 0],
+    ),
+    (
+        "/v1/should_intervene",
+        b'{"step": @, "state": {"features": [1, 0, 0, 0]}, "remaining_budget": 1}',
+        ["body", "step"],
+    ),
+    (
+        "/v1/should_intervene",
+        b'{"step": 0, "state": {"features": [1, 0, 0, 0]}, "remaining_budget": @}',
+        ["body", "remaining_budget"],
+    ),
+    (
+        "/v1/should_intervene",
+        b'{"step": 0, "state": {"features": [1, 0, 0, 0]}, "remaining_budget": 1, "steps_left": @}',
+        ["body", "steps_left"],
+    ),
     ("/v1/sessions/abc/outcome", b'{"success": true, "steps": @}', ["body", "steps"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("url,template,loc", FIELDS)
@@ -116,7 +128,11 @@ async def test_openapi_declares_400_and_a_valid_example(artifact_dir: Path) -> N
         text = json.dumps(spec)  # JSON Schema keywords, not pydantic's constraint names
         assert '"minimum"' in text and '"ge"' not in text and '"le"' not in text
         state = spec["components"]["schemas"]["State"]  # the served model's feature length
-        assert state["properties"]["features"]["minItems"] == 4 == state["properties"]["features"]["maxItems"]
+        assert (
+            state["properties"]["features"]["minItems"]
+            == 4
+            == state["properties"]["features"]["maxItems"]
+        )
         r = await c.post("/v1/sessions", content=b"[" * 30000 + b"]" * 30000, headers=JSON)
         assert r.status_code == 400
         examples = spec["components"]["schemas"]["DecisionRequest"]["examples"]
@@ -137,8 +153,12 @@ async def test_answers_follow_budget_and_steps_left_as_encoded(artifact_dir: Pat
         flips = set()
         for c_ in range(0, 9):
             for left in (0, 3, 8, 12, 20, 25):
-                body = {"step": 0, "state": {"features": MID}, "remaining_budget": c_,
-                        "steps_left": left}  # fmt: skip
+                body = {
+                    "step": 0,
+                    "state": {"features": MID},
+                    "remaining_budget": c_,
+                    "steps_left": left,
+                }
                 r = (await c.post("/v1/should_intervene", json=body)).json()
                 p = expected_p(c_, left)
                 assert r["probability"] == pytest.approx(p, rel=1e-5), (c_, left, r)
@@ -200,8 +220,12 @@ async def test_fast_route_and_plain_route_answer_the_same(artifact_dir: Path, mo
                 sid = (await c.post("/v1/sessions", json={"budget": 3})).json()["session_id"]
                 out = [(await c.post("/v1/should_intervene", json=q)).json() for q in requests]
                 for t, f in enumerate([UP, MID, UP, UP, MID]):
-                    q = {"session_id": sid, "step": t, "state": {"features": f},
-                         "request_id": f"s{t}"}  # fmt: skip
+                    q = {
+                        "session_id": sid,
+                        "step": t,
+                        "state": {"features": f},
+                        "request_id": f"s{t}",
+                    }
                     out.append((await c.post("/v1/should_intervene", json=q)).json())
                 return out
 

@@ -176,9 +176,10 @@ async def test_state_key_and_action_taken_reach_the_log_and_the_export(
             ).json()["session_id"]
             for t in range(3):
                 body: dict[str, Any] = {
-                    "session_id": sid, "step": t,
+                    "session_id": sid,
+                    "step": t,
                     "state": {"features": DOWN, "key": -(2**63) + 10 * e + t},
-                }  # fmt: skip
+                }
                 if t == 2:
                     body["action_taken"] = 1  # the agent asked for help at t = 1 anyway
                 assert (await c.post("/v1/should_intervene", json=body)).status_code == 200

@@ -100,9 +100,11 @@ async def test_request_id_records_stay_bounded_on_an_active_session(
     artifact_dir: Path, redis_url: str, redis_prefix: str
 ) -> None:
     async with running_app(
-        artifact=artifact_dir, redis_url=redis_url, redis_key_prefix=redis_prefix,
+        artifact=artifact_dir,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
         request_id_cap=50,
-    ) as (c, _):  # fmt: skip
+    ) as (c, _):
         sid = (await c.post("/v1/sessions", json={"budget": 10})).json()["session_id"]
         for i in range(300):
             r = await c.post("/v1/should_intervene", json=_q(sid, f"id-{i}", step=i % 20))
@@ -121,11 +123,19 @@ async def test_request_id_records_stay_bounded_on_an_active_session(
 
 def test_recorded_answer_text_round_trips_every_response_field() -> None:
     r = DecisionResponse(
-        intervene=True, probability=0.5310396388666275, remaining_budget=7, reason="fail_open",
-        model_version="m v\t1", degraded=True, novel=True, novelty_score=1e-05,
-        request_id="x", budget_clipped=True,
-        type=None, remaining_budgets=None,  # one-type answers (typed: typed_decisions' text)
-    )  # fmt: skip
+        intervene=True,
+        probability=0.5310396388666275,
+        remaining_budget=7,
+        reason="fail_open",
+        model_version="m v\t1",
+        degraded=True,
+        novel=True,
+        novelty_score=1e-05,
+        request_id="x",
+        budget_clipped=True,
+        type=None,
+        remaining_budgets=None,  # one-type answers (typed: typed_decisions' text)
+    )
     back = decode_answer(encode_answer(r), "x")
     assert back == r and set(r.model_fields_set) == set(DecisionResponse.model_fields)
     ser = DecisionResponse.__pydantic_serializer__

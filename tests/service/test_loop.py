@@ -38,15 +38,28 @@ def test_loop_explore_export_train_reload_serve(
     serve: Callable[..., str], redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     log, served = tmp_path / "decisions.jsonl", tmp_path / "served"
-    base = serve(free_port(), allow_no_artifact="true", artifact=served, decision_log=log,
-                 redis_url=redis_url, redis_key_prefix=redis_prefix)  # fmt: skip
+    base = serve(
+        free_port(),
+        allow_no_artifact="true",
+        artifact=served,
+        decision_log=log,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+    )
     loop = _loop_module()
     with HelpSeekClient(base, timeout=30.0) as client:
         report = loop.run_loop(  # type: ignore[attr-defined]
-            client, env=loop.DOORKEY, log=log, serve_artifact=served,  # type: ignore[attr-defined]
-            work=tmp_path / "work", explore_episodes=40, explore_budget=5, episodes=12,
-            budget=2, train_args=["--no-offline-rl", "--no-lagrangian"],
-        )  # fmt: skip
+            client,
+            env=loop.DOORKEY,
+            log=log,
+            serve_artifact=served,  # type: ignore[attr-defined]
+            work=tmp_path / "work",
+            explore_episodes=40,
+            explore_budget=5,
+            episodes=12,
+            budget=2,
+            train_args=["--no-offline-rl", "--no-lagrangian"],
+        )
         model = client.model()
     assert report["reloaded"]["previous_version"] == "none"
     assert model.model_version == report["reloaded"]["model_version"] != "none"

@@ -28,11 +28,17 @@ def test_plan_heads_are_the_encoded_answers_at_every_budget() -> None:
     for i, c in enumerate(budgets.tolist()):
         go = bool(asks[i]) and c >= 2
         r = DecisionResponse(
-            intervene=go, probability=float(probs[i]), remaining_budget=c - 2 if go else c,
-            reason="helper" if c >= 2 else "budget_exhausted", model_version="m-1",
-            degraded=False, novel=True, novelty_score=1.25, request_id="x",
+            intervene=go,
+            probability=float(probs[i]),
+            remaining_budget=c - 2 if go else c,
+            reason="helper" if c >= 2 else "budget_exhausted",
+            model_version="m-1",
+            degraded=False,
+            novel=True,
+            novelty_score=1.25,
+            request_id="x",
             budget_clipped=bool(clipped[i]),
-        )  # fmt: skip
+        )
         assert plan.answer_at(c) == encode_answer(r), c
     assert plan.wants == tuple(bool(w) for w in asks & (budgets >= 2))
 

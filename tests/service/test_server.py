@@ -32,9 +32,14 @@ def test_two_workers_grant_exactly_the_budget(
     serve: Callable[..., str], artifact_dir: Path, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     base = serve(
-        free_port(), artifact=artifact_dir, redis_url=redis_url, redis_key_prefix=redis_prefix, workers=2,
-        prometheus_multiproc_dir=tmp_path / "prom", decision_log=tmp_path / "d.jsonl",
-    )  # fmt: skip
+        free_port(),
+        artifact=artifact_dir,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        workers=2,
+        prometheus_multiproc_dir=tmp_path / "prom",
+        decision_log=tmp_path / "d.jsonl",
+    )
 
     async def drive() -> tuple[list[httpx.Response], str]:
         limits = httpx.Limits(max_connections=64)
@@ -118,9 +123,12 @@ def fuzz(base: str, examples: int, tenant_key: str, admin_key: str) -> dict[str,
 
         @given(case=op.as_strategy())
         @settings(
-            max_examples=examples, deadline=None, database=None,
-            suppress_health_check=list(HealthCheck), phases=[Phase.generate],
-        )  # fmt: skip
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.generate],
+        )
         def run(case: schemathesis.Case) -> None:
             nonlocal cases, non_finite
             cases += 1
@@ -139,11 +147,18 @@ def fuzz(base: str, examples: int, tenant_key: str, admin_key: str) -> dict[str,
                 if raw is not None:
                     non_finite += 1
                     path = case.formatted_path
-                    r = httpx.request(case.method, base + path, content=raw, timeout=10,
-                                      headers={**headers, "content-type": "application/json"})  # fmt: skip
+                    r = httpx.request(
+                        case.method,
+                        base + path,
+                        content=raw,
+                        timeout=10,
+                        headers={**headers, "content-type": "application/json"},
+                    )
                     if r.status_code >= 500 or (r.status_code == 200 and "null" in r.text):
-                        failures.setdefault(f"{case.operation.label}: non-finite {r.status_code}",
-                                            raw.decode() + " -> " + r.text[:500])  # fmt: skip
+                        failures.setdefault(
+                            f"{case.operation.label}: non-finite {r.status_code}",
+                            raw.decode() + " -> " + r.text[:500],
+                        )
 
         run()
     return {"failures": failures, "statuses": statuses, "cases": cases, "non_finite": non_finite}
@@ -155,8 +170,10 @@ def test_openapi_fuzz_finds_no_server_errors(serve: Callable[..., str], artifact
     ``HELPSEEK_FUZZ_EXAMPLES=300`` makes this the report run (issue 13 acceptance)."""
     base = serve(free_port(), artifact=artifact_dir, api_keys="fuzz-key", admin_keys="fuzz-admin")
     out = fuzz(base, FUZZ_EXAMPLES, "fuzz-key", "fuzz-admin")
-    print(f"fuzz: {out['cases']} cases, {out['non_finite']} non-finite variants, "
-          f"{len(out['failures'])} failure kinds")  # fmt: skip
+    print(
+        f"fuzz: {out['cases']} cases, {out['non_finite']} non-finite variants, "
+        f"{len(out['failures'])} failure kinds"
+    )
     assert not out["failures"], "\n\n".join(f"{k}\n{v}" for k, v in out["failures"].items())
     seen = out["statuses"]
     assert "POST /v1/should_intervene" in seen and len(seen) >= 9, seen

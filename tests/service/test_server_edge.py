@@ -183,16 +183,24 @@ def test_help_prints_and_exits(tmp_path: Path) -> None:
     env = {**os.environ, "HELPSEEK_PORT": str(port)}
     r = subprocess.run(
         [sys.executable, "-m", "service", "--help"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     for name in ("HELPSEEK_ARTIFACT", "HELPSEEK_ADMIN_KEYS", "HELPSEEK_HEADER_TIMEOUT_S"):
         assert name in r.stdout
     assert "usage: python -m service" in r.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "service", "--port", "1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "unrecognized arguments" in bad.stderr
 
 
@@ -221,9 +229,12 @@ def test_sigterm_drains_in_flight_requests(
 ) -> None:
     """Issue 13 row 8: a request already received is answered after SIGTERM, then the exit."""
     s = server(
-        artifact=artifact_dir, workers=workers, redis_url=redis_url,
-        redis_key_prefix=redis_prefix, prometheus_multiproc_dir=tmp_path / "prom",
-    )  # fmt: skip
+        artifact=artifact_dir,
+        workers=workers,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        prometheus_multiproc_dir=tmp_path / "prom",
+    )
     status, body = _in_flight_then_sigterm(s, s.proc.pid)
     assert status == 200 and b'"intervene":true' in body, body
     # uvicorn re-raises the signal after its graceful shutdown: "killed by SIGTERM" is a clean exit
@@ -255,9 +266,12 @@ def test_reload_with_two_workers_swaps_in_place_and_drops_nothing(
     place — same worker PIDs, every request answered — and both then serve the new model."""
     art = write_test_artifact(tmp_path / "art", artifact_id="v1")
     s = server(
-        artifact=art, workers=2, redis_url=redis_url, redis_key_prefix=redis_prefix,
+        artifact=art,
+        workers=2,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
         prometheus_multiproc_dir=tmp_path / "prom",
-    )  # fmt: skip
+    )
     before = s.workers()
     assert len(before) == 2
 
@@ -316,8 +330,9 @@ def _load_then_sigterm(s: Server, clients: int = 8) -> dict[str, int]:
 
     async def drive() -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        pools = [httpx.AsyncClient(base_url=s.base, timeout=20, limits=limits)
-                 for _ in range(clients)]  # fmt: skip
+        pools = [
+            httpx.AsyncClient(base_url=s.base, timeout=20, limits=limits) for _ in range(clients)
+        ]
         tasks = [asyncio.create_task(client(c)) for c in pools]
         await asyncio.sleep(0.7)
         os.kill(s.proc.pid, signal.SIGTERM)
@@ -341,9 +356,12 @@ def test_sigterm_under_load_drops_no_request(
     """Issue 13 row 8: 8 clients on kept-alive connections, SIGTERM: every request that was
     sent is answered (the others could not connect: never sent, safe to retry elsewhere)."""
     s = server(
-        artifact=artifact_dir, workers=workers, redis_url=redis_url,
-        redis_key_prefix=redis_prefix, prometheus_multiproc_dir=tmp_path / "prom",
-    )  # fmt: skip
+        artifact=artifact_dir,
+        workers=workers,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        prometheus_multiproc_dir=tmp_path / "prom",
+    )
     counts = _load_then_sigterm(s)
     assert counts["answered"] > 20 and counts["refused"] == 8, counts
     assert counts["dropped"] == 0, counts

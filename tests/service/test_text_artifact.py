@@ -38,16 +38,27 @@ def text_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     task = toy_task(rng, n_train=160, n_test=10, cmax=2)
     scorer = train_text_model(
-        TextModelConfig(backend="embed"), rng, prm=task.train_prm, helper=task.train_helper,
-        head=HeadConfig(epochs=150), cmax=2, horizon=30,
-    )  # fmt: skip
+        TextModelConfig(backend="embed"),
+        rng,
+        prm=task.train_prm,
+        helper=task.train_helper,
+        head=HeadConfig(epochs=150),
+        cmax=2,
+        horizon=30,
+    )
     out = tmp_path_factory.mktemp("text-artifact")
     files = save_text_model(out, scorer)
     manifest = {
-        "artifact_id": "text-toy-v1", "created_at": "2026-11-25T00:00:00Z", "kind": "text",
-        "feature_schema": {"names": [], "dim": 0}, "cmax": 2, "horizon": 30, "k": 1, "cost": 1,
+        "artifact_id": "text-toy-v1",
+        "created_at": "2026-11-25T00:00:00Z",
+        "kind": "text",
+        "feature_schema": {"names": [], "dim": 0},
+        "cmax": 2,
+        "horizon": 30,
+        "k": 1,
+        "cost": 1,
         "helper": {"threshold": 0.5},
-    }  # fmt: skip
+    }
     return write_artifact(out, manifest, {}, extra_files=files)
 
 

@@ -145,8 +145,13 @@ async def test_charges_the_chosen_type_exhausting_one_leaves_the_other(
     recs = [json.loads(line) for line in log.read_text().splitlines()]
     decisions = [r for r in recs if r["record"] == "decision"]
     assert [(r["action"], r["intervention_type"], r["type"], r["cost"]) for r in decisions[:6]] == [
-        (1, 1, "b", 1), (1, 0, "a", 1), (1, 0, "a", 1), (1, 0, "a", 1), (0, 0, None, 0), (0, 0, None, 0),
-    ]  # fmt: skip
+        (1, 1, "b", 1),
+        (1, 0, "a", 1),
+        (1, 0, "a", 1),
+        (1, 0, "a", 1),
+        (0, 0, None, 0),
+        (0, 0, None, 0),
+    ]
     assert decisions[0]["remaining_budgets_before"] == {"a": 3, "b": 1}
     assert decisions[0]["remaining_budgets_after"] == {"a": 3, "b": 0}
 
@@ -161,8 +166,12 @@ async def test_stateless_typed_decisions_and_their_errors(typed_artifact_dir: Pa
         assert (r["intervene"], r["type"], r["remaining_budgets"]) == (True, "a", {"a": 1, "b": 0})
         mean = TypedScorer(load_artifact(typed_artifact_dir)).helper.stats.mean.tolist()
         for left, want in ((25, None), (2, "b")):
-            body = {"step": 0, "steps_left": left, "state": {"features": mean},
-                    "remaining_budgets": {"a": 3, "b": 1}}  # fmt: skip
+            body = {
+                "step": 0,
+                "steps_left": left,
+                "state": {"features": mean},
+                "remaining_budgets": {"a": 3, "b": 1},
+            }
             assert (await c.post("/v1/should_intervene", json=body)).json()["type"] == want
         for body, loc in (
             (q, ["body", "remaining_budgets"]),

@@ -24,9 +24,12 @@ async def test_typed_answer_fails_closed_while_redis_is_stopped_then_replays(
     redis = start_redis_server(port, tmp_path)
     try:
         async with running_app(
-            artifact=typed_artifact_dir, redis_url=f"redis://127.0.0.1:{port}/0",
-            fail_mode="open", redis_cooldown_s=0.2, redis_socket_timeout_s=0.3,
-        ) as (c, app):  # fmt: skip
+            artifact=typed_artifact_dir,
+            redis_url=f"redis://127.0.0.1:{port}/0",
+            fail_mode="open",
+            redis_cooldown_s=0.2,
+            redis_socket_timeout_s=0.3,
+        ) as (c, app):
             r = await c.post("/v1/sessions", json={"budgets": {"a": 3, "b": 1}})
             sid = r.json()["session_id"]
             body = {"session_id": sid, "step": 0, "state": {"features": UP}}

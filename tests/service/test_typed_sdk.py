@@ -23,14 +23,17 @@ def test_sdk_typed_session_answers_and_errors(
     with HelpSeekClient(base) as hs:
         model = hs.model()
         assert model.types == (
-            InterventionTypeInfo("a", 1, 1, 3), InterventionTypeInfo("b", 3, 1, 1),
-        )  # fmt: skip
+            InterventionTypeInfo("a", 1, 1, 3),
+            InterventionTypeInfo("b", 3, 1, 1),
+        )
         s = hs.start_session(budgets={"a": 1, "b": 1}, horizon=25)
         assert s.budgets == {"a": 1, "b": 1} and s.budget == 2
         answers = [hs.should_intervene(s.session_id, step=t, features=UP) for t in range(3)]
         assert [(a.type, a.remaining_budgets) for a in answers] == [
-            ("b", {"a": 1, "b": 0}), ("a", {"a": 0, "b": 0}), (None, {"a": 0, "b": 0}),
-        ]  # fmt: skip
+            ("b", {"a": 1, "b": 0}),
+            ("a", {"a": 0, "b": 0}),
+            (None, {"a": 0, "b": 0}),
+        ]
         st = hs.session(s.session_id)
         assert st.remaining_budgets == {"a": 0, "b": 0} and st.budgets == {"a": 1, "b": 1}
         d = hs.should_intervene(step=0, features=UP, remaining_budgets={"a": 0, "b": 1})

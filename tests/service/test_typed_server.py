@@ -37,9 +37,13 @@ def test_two_workers_64_concurrent_typed_decisions_never_overspend_a_type(
     from tests.conftest import free_port
 
     base = serve(
-        free_port(), artifact=typed_artifact_dir, redis_url=redis_url,
-        redis_key_prefix=redis_prefix, workers=2, prometheus_multiproc_dir=tmp_path / "prom",
-    )  # fmt: skip
+        free_port(),
+        artifact=typed_artifact_dir,
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+        workers=2,
+        prometheus_multiproc_dir=tmp_path / "prom",
+    )
 
     async def trial(c: httpx.AsyncClient, n: int) -> Counter[str | None]:
         """One session, 64 concurrent decisions, then every id retried twice."""
@@ -47,15 +51,19 @@ def test_two_workers_64_concurrent_typed_decisions_never_overspend_a_type(
         sid = r.json()["session_id"]
         body = {"session_id": sid, "step": 1, "state": {"features": UP}}
         rs = await asyncio.gather(
-            *(c.post("/v1/should_intervene", json={**body, "request_id": f"t{n}-{i}"})
-              for i in range(64))
-        )  # fmt: skip
+            *(
+                c.post("/v1/should_intervene", json={**body, "request_id": f"t{n}-{i}"})
+                for i in range(64)
+            )
+        )
         assert {r.status_code for r in rs} == {200}, [r.text for r in rs if r.status_code != 200]
         # every request retried twice, concurrently, across both workers: same bytes, no charge
         retries = await asyncio.gather(
-            *(c.post("/v1/should_intervene", json={**body, "request_id": f"t{n}-{i % 64}"})
-              for i in range(128))
-        )  # fmt: skip
+            *(
+                c.post("/v1/should_intervene", json={**body, "request_id": f"t{n}-{i % 64}"})
+                for i in range(128)
+            )
+        )
         # both retries of an id agree (the recorded answer); a non-degraded first answer is it.
         # A degraded first answer is recorded once Redis answers, unless a retry got there
         # first and recorded its own (docs/service.md): at most one charge per id either way.

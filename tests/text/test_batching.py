@@ -322,16 +322,28 @@ def toy_artifact(tmp_path_factory: pytest.TempPathFactory, embed_encoder) -> Pat
     rng = np.random.default_rng(0)
     task = toy_task(rng, n_train=80, n_test=8, cmax=2)
     scorer = train_text_model(
-        TextModelConfig(backend="embed"), rng, prm=task.train_prm, helper=task.train_helper,
-        head=HeadConfig(epochs=40), cmax=2, horizon=30, encoder=embed_encoder,
-    )  # fmt: skip
+        TextModelConfig(backend="embed"),
+        rng,
+        prm=task.train_prm,
+        helper=task.train_helper,
+        head=HeadConfig(epochs=40),
+        cmax=2,
+        horizon=30,
+        encoder=embed_encoder,
+    )
     out = tmp_path_factory.mktemp("text-artifact")
     files = save_text_model(out, scorer)
     manifest = {
-        "artifact_id": "text-batching", "created_at": "2026-12-01T00:00:00Z", "kind": "text",
-        "feature_schema": {"names": [], "dim": 0}, "cmax": 2, "horizon": 30, "k": 1, "cost": 1,
+        "artifact_id": "text-batching",
+        "created_at": "2026-12-01T00:00:00Z",
+        "kind": "text",
+        "feature_schema": {"names": [], "dim": 0},
+        "cmax": 2,
+        "horizon": 30,
+        "k": 1,
+        "cost": 1,
         "helper": {"threshold": 0.5},
-    }  # fmt: skip
+    }
     return write_artifact(out, manifest, {}, extra_files=files)
 
 

@@ -21,10 +21,18 @@ from training.text_pipeline import TextTrainConfig, main
 
 def _tiny(out: Path, backend: str, rows: int = 150) -> TextTrainConfig:
     return TextTrainConfig(
-        env="taxi", out=out, backend=backend, cmax=2, train_seeds=(0, 1, 2),
-        test_seeds=(10_000,), episodes_per_seed=4, max_prm_rows=rows, max_helper_points=rows // 3,
-        head=HeadConfig(epochs=30), progress=False,
-    )  # fmt: skip
+        env="taxi",
+        out=out,
+        backend=backend,
+        cmax=2,
+        train_seeds=(0, 1, 2),
+        test_seeds=(10_000,),
+        episodes_per_seed=4,
+        max_prm_rows=rows,
+        max_helper_points=rows // 3,
+        head=HeadConfig(epochs=30),
+        progress=False,
+    )
 
 
 def _serve_one(artifact: Path, text: str) -> dict:

@@ -79,7 +79,9 @@ def test_helper_success_non_decreasing_up_to_twice_cmax(run: Path) -> None:
     cells = {c["budget"]: c for c in metrics["policies"]["helper"]["cells"]}
     assert max(cells) == 2 * CMAX
     top, base = cells[2 * CMAX], cells[CMAX]
-    se = math.hypot(*(math.sqrt(c["success"] * (1 - c["success"]) / c["episodes"]) for c in (top, base)))
+    se = math.hypot(
+        *(math.sqrt(c["success"] * (1 - c["success"]) / c["episodes"]) for c in (top, base))
+    )
     assert top["success"] >= base["success"] - 3.29 * se
     assert top["violations"] == 0 and top["interventions_per_episode"] <= 2 * CMAX
     assert cells[CMAX]["success"] > cells[0]["success"]  # help helps: the test can tell

@@ -18,9 +18,21 @@ from training.envs import episode_rng, episodes_to_steplog, make_env, run_episod
 from training.steplog_io import StepLogError, read_shard, read_steplog, write_steplog
 
 COLUMNS = (
-    "episode_id", "task_id", "t", "state_key", "features", "action", "intervention_type",
-    "cost", "duration", "next_state_key", "done", "truncated", "success", "behavior_p",
-)  # fmt: skip
+    "episode_id",
+    "task_id",
+    "t",
+    "state_key",
+    "features",
+    "action",
+    "intervention_type",
+    "cost",
+    "duration",
+    "next_state_key",
+    "done",
+    "truncated",
+    "success",
+    "behavior_p",
+)
 
 
 def assert_same_log(a: StepLog, b: StepLog) -> None:
@@ -121,11 +133,26 @@ def test_corrupt_and_foreign_parquet_are_refused(tmp_path: Path, tiny_config) ->
 
 
 def test_cli_collect_and_error_exit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli_main([
-        "collect", "--env", "FrozenLake-v1:map_name=4x4", "--out", str(tmp_path),
-        "--train-seeds", "0-2", "--test-seeds", "9", "--episodes-per-seed", "4",
-        "--p-grid", "0,1", "--workers", "1", "--no-progress",
-    ])  # fmt: skip
+    rc = cli_main(
+        [
+            "collect",
+            "--env",
+            "FrozenLake-v1:map_name=4x4",
+            "--out",
+            str(tmp_path),
+            "--train-seeds",
+            "0-2",
+            "--test-seeds",
+            "9",
+            "--episodes-per-seed",
+            "4",
+            "--p-grid",
+            "0,1",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["env"] == "FrozenLake-v1:map_name=4x4" and manifest["p_grid"] == [0.0, 1.0]
@@ -194,9 +221,10 @@ def test_a_dead_worker_stops_the_run_and_the_same_command_resumes(
     marks = tmp_path / "marks"
     marks.mkdir()
     cfg = tiny_config(
-        tmp_path / "out", env=f"{tmp_path}/watched.py:inner=taxi,folder={marks},die_on=3",
+        tmp_path / "out",
+        env=f"{tmp_path}/watched.py:inner=taxi,folder={marks},die_on=3",
         workers=2,
-    )  # fmt: skip
+    )
     with pytest.raises(ChildProcessError) as err:
         collect_main(cfg, log=_quiet)
     assert (marks / "died").exists()

@@ -61,13 +61,27 @@ def test_oracle_beats_never_and_random_where_timing_matters(taxi) -> None:
 
 def test_targets_and_report_from_metrics(tmp_path) -> None:
     def cell(b, s, u):
-        return {"budget": b, "success": s, "ci": [s - 0.01, s + 0.01], "interventions_per_episode": u,
-                "intervention_rate": 0.1, "pgr": (s - 0.2) / 0.8, "oracle_ratio": float("nan"),
-                "violations": 0, "episodes": 100, "decisions_per_episode": 10.0}
+        return {
+            "budget": b,
+            "success": s,
+            "ci": [s - 0.01, s + 0.01],
+            "interventions_per_episode": u,
+            "intervention_rate": 0.1,
+            "pgr": (s - 0.2) / 0.8,
+            "oracle_ratio": float("nan"),
+            "violations": 0,
+            "episodes": 100,
+            "decisions_per_episode": 10.0,
+        }
 
     def pol(cells, label):
-        return {"cells": cells, "apgr": 0.5, "mean_pgr": 0.4, "cpt": {"50": 1.0, "80": 2.0, "95": float("nan")},
-                "label": label}
+        return {
+            "cells": cells,
+            "apgr": 0.5,
+            "mean_pgr": 0.4,
+            "cpt": {"50": 1.0, "80": 2.0, "95": float("nan")},
+            "label": label,
+        }
 
     helper = [cell(1, 0.6, 1), cell(2, 0.9, 2)]
     oracle = [cell(1, 0.62, 1), cell(2, 0.91, 2)]
@@ -75,11 +89,18 @@ def test_targets_and_report_from_metrics(tmp_path) -> None:
     for h, o in zip(helper, oracle, strict=True):
         h["oracle_ratio"] = h["success"] / o["success"]
     m = {
-        "env": "toy", "budgets": [1, 2], "episodes": 100, "cmax": 2, "oracle_kind": "exact",
+        "env": "toy",
+        "budgets": [1, 2],
+        "episodes": 100,
+        "cmax": 2,
+        "oracle_kind": "exact",
         "seeds": {"description": "seeds 0..99"},
         "reference": {"never": cell(None, 0.2, 0), "always": cell(None, 1.0, 10)},
-        "policies": {"helper": pol(helper, "helper"), "dp_oracle": pol(oracle, "DP oracle"),
-                     "prm_threshold": pol(prm, "PRM-threshold")},
+        "policies": {
+            "helper": pol(helper, "helper"),
+            "dp_oracle": pol(oracle, "DP oracle"),
+            "prm_threshold": pol(prm, "PRM-threshold"),
+        },
     }
     t = targets(m)
     assert t["helper >= 95% of DP oracle success at every budget <= Cmax"]["met"] is True
@@ -112,12 +133,21 @@ def _metrics(oracle_live: list[float], pred: list[float], helper: list[float]) -
 
     budgets = list(range(len(pred)))
     return {
-        "oracle_kind": "exact", "cmax": 1,
-        "oracle_prediction": {str(b): {"success": p, "interventions_per_episode": 0.0}
-                              for b, p in zip(budgets, pred, strict=True)},
+        "oracle_kind": "exact",
+        "cmax": 1,
+        "oracle_prediction": {
+            str(b): {"success": p, "interventions_per_episode": 0.0}
+            for b, p in zip(budgets, pred, strict=True)
+        },
         "policies": {
-            "dp_oracle": {"label": "DP oracle", "cells": [cell(b, s) for b, s in zip(budgets, oracle_live, strict=True)]},
-            "helper": {"label": "helper", "cells": [cell(b, s) for b, s in zip(budgets, helper, strict=True)]},
+            "dp_oracle": {
+                "label": "DP oracle",
+                "cells": [cell(b, s) for b, s in zip(budgets, oracle_live, strict=True)],
+            },
+            "helper": {
+                "label": "helper",
+                "cells": [cell(b, s) for b, s in zip(budgets, helper, strict=True)],
+            },
         },
     }
 
@@ -132,10 +162,16 @@ def test_self_checks_pass_on_a_consistent_run_and_name_each_failure(tmp_path) ->
     bad["policies"]["helper"]["cells"][0]["violations"] = 3
     by = {c["name"]: c for c in self_checks(bad)}
     assert by["solver's predicted success = live DP oracle (99.9 % interval)"]["ok"] is False
-    assert "C=2: predicted 0.989, live 0.420" in by["solver's predicted success = live DP oracle (99.9 % interval)"]["detail"]
+    assert (
+        "C=2: predicted 0.989, live 0.420"
+        in by["solver's predicted success = live DP oracle (99.9 % interval)"]["detail"]
+    )
     assert by["DP oracle success non-decreasing in C"]["ok"] is False
     assert by["no policy above the exact optimum beyond its interval"]["ok"] is False
-    assert "helper at C=1: 0.995" in by["no policy above the exact optimum beyond its interval"]["detail"]
+    assert (
+        "helper at C=1: 0.995"
+        in by["no policy above the exact optimum beyond its interval"]["detail"]
+    )
     assert by["helper success non-decreasing in C"]["ok"] is False
     assert by["no budget violation"]["ok"] is False
     bad["self_checks"] = self_checks(bad)

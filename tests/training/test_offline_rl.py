@@ -21,18 +21,44 @@ H = 4
 def _log(rng: np.random.Generator, episodes: int = 400) -> StepLog:
     """Two-step episodes. State A (feature 0) then B (feature 1); at B intervening wins
     for sure and proceeding wins with 0.2; at A either action just moves to B."""
-    cols: dict[str, list] = {k: [] for k in (
-        "episode_id", "task_id", "t", "state_key", "action", "intervention_type", "cost",
-        "duration", "next_state_key", "done", "truncated", "success", "behavior_p")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "episode_id",
+            "task_id",
+            "t",
+            "state_key",
+            "action",
+            "intervention_type",
+            "cost",
+            "duration",
+            "next_state_key",
+            "done",
+            "truncated",
+            "success",
+            "behavior_p",
+        )
+    }
     feats = []
     for e in range(episodes):
         a0, a1 = rng.integers(0, 2, size=2)
         win = bool(a1 == 1 or rng.random() < 0.2)
         for t, (key, a, nxt, done) in enumerate([(10, a0, 20, False), (20, a1, 20, True)]):
-            for name, v in (("episode_id", e), ("task_id", 0), ("t", t), ("state_key", key),
-                            ("action", a), ("intervention_type", 0), ("cost", int(a)),
-                            ("duration", 1), ("next_state_key", nxt), ("done", done),
-                            ("truncated", False), ("success", win), ("behavior_p", 0.5)):
+            for name, v in (
+                ("episode_id", e),
+                ("task_id", 0),
+                ("t", t),
+                ("state_key", key),
+                ("action", a),
+                ("intervention_type", 0),
+                ("cost", int(a)),
+                ("duration", 1),
+                ("next_state_key", nxt),
+                ("done", done),
+                ("truncated", False),
+                ("success", win),
+                ("behavior_p", 0.5),
+            ):
                 cols[name].append(v)
             feats.append([float(key == 20)])
     return StepLog(**{k: np.asarray(v) for k, v in cols.items()}, features=np.asarray(feats))
@@ -67,5 +93,7 @@ def test_cql_learns_to_spend_its_budget_where_it_pays(tmp_path: Path) -> None:
     path = q.save(tmp_path / "q.npz")
     back = OfflineQPolicy.load(path)
     x = np.array([[0.0], [1.0]])
-    assert np.allclose(back.q_values(x, np.array([1, 1]), np.array([3, 3])),
-                       q.q_values(x, np.array([1, 1]), np.array([3, 3])))
+    assert np.allclose(
+        back.q_values(x, np.array([1, 1]), np.array([3, 3])),
+        q.q_values(x, np.array([1, 1]), np.array([3, 3])),
+    )

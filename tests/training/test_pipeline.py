@@ -48,7 +48,11 @@ def test_pipeline_writes_a_loadable_artifact_and_report(run_dir: Path) -> None:
     helper = Helper.from_artifact(art)
     m = art.manifest
     assert m["kind"] == "features" and m["cmax"] == 3 and m["k"] == 1 and m["cost"] == 1
-    assert m["feature_schema"]["dim"] == len(m["feature_schema"]["names"]) == helper.stats.mean.shape[0]
+    assert (
+        m["feature_schema"]["dim"]
+        == len(m["feature_schema"]["names"])
+        == helper.stats.mean.shape[0]
+    )
     rate = m["target_intervention_rate"]
     assert len(rate) == 4 and rate[0] == 0.0 and all(0 <= r <= 1 for r in rate)
     assert m["training_config"]["env"] == TINY_ENV
@@ -57,7 +61,14 @@ def test_pipeline_writes_a_loadable_artifact_and_report(run_dir: Path) -> None:
     # The report: every policy ran at every budget, live, with no budget violation.
     metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
     names = set(metrics["policies"])
-    assert {"helper", "dp_oracle", "random", "prm_threshold", "gain_threshold", "offline_rl"} <= names
+    assert {
+        "helper",
+        "dp_oracle",
+        "random",
+        "prm_threshold",
+        "gain_threshold",
+        "offline_rl",
+    } <= names
     for pol in metrics["policies"].values():
         assert [c["budget"] for c in pol["cells"]] == [0, 1, 2, 4]
         for c in pol["cells"]:
@@ -95,9 +106,23 @@ def test_feature_dimension_mismatch_is_refused(run_dir: Path, tmp_path: Path) ->
 def test_cli_evaluate_reuses_the_run(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     code = cli.main(
-        ["evaluate", "--artifact", str(run_dir), "--env", TINY_ENV, "--out", str(out),
-         "--budgets", "0,2", "--episodes", "60", "--eval-tasks", "60", "--no-progress"]
-    )  # fmt: skip
+        [
+            "evaluate",
+            "--artifact",
+            str(run_dir),
+            "--env",
+            TINY_ENV,
+            "--out",
+            str(out),
+            "--budgets",
+            "0,2",
+            "--episodes",
+            "60",
+            "--eval-tasks",
+            "60",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["budgets"] == [0, 2]
@@ -120,25 +145,65 @@ def test_export_log_round_trip(tmp_path: Path) -> None:
     episodes = []
     for i in range(12):
         rng, dyn = episode_rng(3, i, 0)
-        episodes.append(run_episode(adapter, i, 0.3, rng=rng, budget=2, dynamics_seed=dyn, episode_id=i))
+        episodes.append(
+            run_episode(adapter, i, 0.3, rng=rng, budget=2, dynamics_seed=dyn, episode_id=i)
+        )
     expected = episodes_to_steplog(episodes, len(adapter.feature_names))
     lines = []
     for ep in episodes:
         sid = f"sess-{ep.episode_id}"
         for j in range(len(ep)):
-            lines.append({
-                "schema_version": 1, "ts": 0.0, "record": "decision", "episode_id": sid,
-                "tenant": "t1", "request_id": f"{sid}-{j}", "t": ep.t[j],
-                "state_key": ep.state_key[j], "features": ep.features[j].tolist(), "text": None,
-                "action": ep.action[j], "intervention_type": 0, "cost": ep.cost[j],
-                "steps_left": adapter.horizon - ep.t[j], "behavior_p": float(ep.action[j]),
-            })  # fmt: skip
-        lines.append({"schema_version": 1, "ts": 0.0, "record": "outcome", "episode_id": sid,
-                      "tenant": "t1", "success": ep.success, "steps": ep.steps})
-    lines.append({"record": "decision", "episode_id": None, "t": 0, "state_key": 1,
-                  "features": [0.0] * expected.feature_dim, "action": 0})  # stateless: skipped
-    lines.append({"record": "decision", "episode_id": "open", "tenant": "t1", "t": 0,
-                  "state_key": 1, "features": [0.0] * expected.feature_dim, "action": 0})  # no outcome
+            lines.append(
+                {
+                    "schema_version": 1,
+                    "ts": 0.0,
+                    "record": "decision",
+                    "episode_id": sid,
+                    "tenant": "t1",
+                    "request_id": f"{sid}-{j}",
+                    "t": ep.t[j],
+                    "state_key": ep.state_key[j],
+                    "features": ep.features[j].tolist(),
+                    "text": None,
+                    "action": ep.action[j],
+                    "intervention_type": 0,
+                    "cost": ep.cost[j],
+                    "steps_left": adapter.horizon - ep.t[j],
+                    "behavior_p": float(ep.action[j]),
+                }
+            )
+        lines.append(
+            {
+                "schema_version": 1,
+                "ts": 0.0,
+                "record": "outcome",
+                "episode_id": sid,
+                "tenant": "t1",
+                "success": ep.success,
+                "steps": ep.steps,
+            }
+        )
+    lines.append(
+        {
+            "record": "decision",
+            "episode_id": None,
+            "t": 0,
+            "state_key": 1,
+            "features": [0.0] * expected.feature_dim,
+            "action": 0,
+        }
+    )  # stateless: skipped
+    lines.append(
+        {
+            "record": "decision",
+            "episode_id": "open",
+            "tenant": "t1",
+            "t": 0,
+            "state_key": 1,
+            "features": [0.0] * expected.feature_dim,
+            "action": 0,
+        }
+    )  # no outcome
     src = tmp_path / "decisions.jsonl"
     src.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     out = export_main(ExportConfig(log=src, out=tmp_path / "steplog"))
@@ -158,8 +223,10 @@ def test_export_log_round_trip(tmp_path: Path) -> None:
     assert np.allclose(got.features, expected.features)
     inner = ~expected.done
     assert np.array_equal(got.next_state_key[inner], expected.next_state_key[inner])
-    assert np.array_equal(np.unique(got.episode_id, return_counts=True)[1],
-                          np.unique(expected.episode_id, return_counts=True)[1])
+    assert np.array_equal(
+        np.unique(got.episode_id, return_counts=True)[1],
+        np.unique(expected.episode_id, return_counts=True)[1],
+    )
     # A broken line is refused with its file and line number.
     src.write_text(src.read_text() + "{not json\n")
     with pytest.raises(ValueError, match=r"decisions\.jsonl:\d+: not valid JSON"):

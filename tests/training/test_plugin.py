@@ -49,11 +49,31 @@ def user_folder(tmp_path: Path) -> Path:
 def test_collect_train_evaluate_a_user_adapter_with_the_cli_alone(user_folder: Path) -> None:
     spec = f"{user_folder}/my_adapter.py:make_adapter:eps=0.6,H=30"
     common = ["--train-seeds", "0-29", "--test-seeds", "1000-1003", "--episodes-per-seed", "11"]
-    two = _helpseek(user_folder, "collect", "--env", spec, "--out", "log2", *common,
-                    "--workers", "2", "--no-progress")  # fmt: skip
+    two = _helpseek(
+        user_folder,
+        "collect",
+        "--env",
+        spec,
+        "--out",
+        "log2",
+        *common,
+        "--workers",
+        "2",
+        "--no-progress",
+    )
     assert two.returncode == 0, two.stderr
-    one = _helpseek(user_folder, "collect", "--env", "my_adapter.py:eps=0.6,H=30", "--out",
-                    "log1", *common, "--workers", "1", "--no-progress")  # fmt: skip
+    one = _helpseek(
+        user_folder,
+        "collect",
+        "--env",
+        "my_adapter.py:eps=0.6,H=30",
+        "--out",
+        "log1",
+        *common,
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     assert one.returncode == 0, one.stderr
     log2, manifest = read_steplog(user_folder / "log2")
     assert manifest["env"] == f"{user_folder}/my_adapter.py:make_adapter:H=30,eps=0.6"
@@ -63,11 +83,29 @@ def test_collect_train_evaluate_a_user_adapter_with_the_cli_alone(user_folder: P
     assert_same_log(log2, read_steplog(user_folder / "log1")[0])
 
     run = _helpseek(
-        user_folder, "train", "--env", "my_adapter.py:make_adapter:eps=0.6,H=30", "--out", "art",
-        *common, "--cmax", "2", "--no-offline-rl", "--no-lagrangian", "--helper-epochs", "5",
-        "--budgets", "0,2", "--episodes", "20", "--eval-tasks", "20", "--calibration", "rate",
+        user_folder,
+        "train",
+        "--env",
+        "my_adapter.py:make_adapter:eps=0.6,H=30",
+        "--out",
+        "art",
+        *common,
+        "--cmax",
+        "2",
+        "--no-offline-rl",
+        "--no-lagrangian",
+        "--helper-epochs",
+        "5",
+        "--budgets",
+        "0,2",
+        "--episodes",
+        "20",
+        "--eval-tasks",
+        "20",
+        "--calibration",
+        "rate",
         "--no-progress",
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stderr
     art = json.loads((user_folder / "art" / "manifest.json").read_text())
     assert art["feature_schema"]["dim"] == 22 and art["cmax"] == 2
@@ -77,9 +115,25 @@ def test_collect_train_evaluate_a_user_adapter_with_the_cli_alone(user_folder: P
 
     other = user_folder / "elsewhere"
     other.mkdir()  # evaluate from another folder, with the absolute spec
-    ev = _helpseek(other, "evaluate", "--artifact", "../art", "--env", spec, "--out", "eval",
-                   "--budgets", "0,2", "--episodes", "20", "--eval-tasks", "20",
-                   "--calibration", "rate", "--no-progress")  # fmt: skip
+    ev = _helpseek(
+        other,
+        "evaluate",
+        "--artifact",
+        "../art",
+        "--env",
+        spec,
+        "--out",
+        "eval",
+        "--budgets",
+        "0,2",
+        "--episodes",
+        "20",
+        "--eval-tasks",
+        "20",
+        "--calibration",
+        "rate",
+        "--no-progress",
+    )
     assert ev.returncode == 0, ev.stderr
     report = json.loads((other / "eval" / "metrics.json").read_text())
     assert report["env"] == manifest["env"]
@@ -103,9 +157,15 @@ def test_bad_plugin_specs_exit_2_naming_the_spec_and_leave_no_output(user_folder
 
 
 def _tasks(folder: Path) -> list[dict[str, object]]:
-    cfg = CollectConfig(env=f"{folder}/my_adapter.py:H=30", out=folder / "ref",
-                        train_seeds=(0, 1), test_seeds=(), episodes_per_seed=6,
-                        workers=1, progress=False)  # fmt: skip
+    cfg = CollectConfig(
+        env=f"{folder}/my_adapter.py:H=30",
+        out=folder / "ref",
+        train_seeds=(0, 1),
+        test_seeds=(),
+        episodes_per_seed=6,
+        workers=1,
+        progress=False,
+    )
     (folder / "ref" / "shards").mkdir(parents=True)
     return plan_shards(cfg)
 

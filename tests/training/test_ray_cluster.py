@@ -51,8 +51,14 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _node_ports(ports: list[int]) -> list[str]:
-    names = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")  # fmt: skip
+    names = (
+        "--node-manager-port",
+        "--object-manager-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+        "--metrics-export-port",
+    )
     return [arg for name, port in zip(names, ports, strict=True) for arg in (name, str(port))]
 
 
@@ -76,23 +82,41 @@ def cluster() -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"
     # a frozen node is declared dead after ~3 missed 1 s health checks, not Ray's default ~30 s
-    env.update(RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",
-               RAY_health_check_failure_threshold="3")  # fmt: skip
+    env.update(
+        RAY_health_check_period_ms="1000",
+        RAY_health_check_timeout_ms="1000",
+        RAY_health_check_failure_threshold="3",
+    )
     ports = _free_ports(14)
     address = f"127.0.0.1:{ports[0]}"
     common = ["--block", "--num-cpus", "1", "--disable-usage-stats"]
     commands = [
-        [str(BIN / "ray"), "start", "--head", "--port", str(ports[0]), "--include-dashboard",
-         "false", "--ray-client-server-port", str(ports[1]), "--temp-dir", temp,
-         *_node_ports(ports[2:8]), *common],
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--port",
+            str(ports[0]),
+            "--include-dashboard",
+            "false",
+            "--ray-client-server-port",
+            str(ports[1]),
+            "--temp-dir",
+            temp,
+            *_node_ports(ports[2:8]),
+            *common,
+        ],
         [str(BIN / "ray"), "start", "--address", address, *_node_ports(ports[8:14]), *common],
-    ]  # fmt: skip
+    ]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i, cmd in enumerate(commands):
             log = open(Path(temp) / f"node{i}.log", "wb")  # noqa: SIM115 - kept for teardown
-            procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
             if i == 0:
                 deadline = time.time() + 60
                 while True:  # the GCS accepts connections before a node may join
@@ -129,9 +153,15 @@ def user_folder(tmp_path: Path) -> Path:
 
 def _reference(folder: Path) -> Path:
     """The same seeds on the local process backend: the log every Ray run must reproduce."""
-    cfg = CollectConfig(env=f"{folder}/my_adapter.py:H=30", out=folder / "ref",
-                        train_seeds=tuple(range(8)), test_seeds=(100, 101), episodes_per_seed=6,
-                        workers=2, progress=False)  # fmt: skip
+    cfg = CollectConfig(
+        env=f"{folder}/my_adapter.py:H=30",
+        out=folder / "ref",
+        train_seeds=tuple(range(8)),
+        test_seeds=(100, 101),
+        episodes_per_seed=6,
+        workers=2,
+        progress=False,
+    )
     return collect_main(cfg, log=lambda _: None)
 
 
@@ -142,10 +172,25 @@ def _collect(
     where = ["--ray-address", env["RAY_ADDRESS"]] if flag else []
     env = {k: v for k, v in env.items() if k != "NODE2_PID" and not (flag and k == "RAY_ADDRESS")}
     return subprocess.Popen(
-        [str(BIN / "helpseek"), "collect", "--env", spec, "--out", out, *SEEDS,
-         "--backend", "ray", *where, "--no-progress"],
-        cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            str(BIN / "helpseek"),
+            "collect",
+            "--env",
+            spec,
+            "--out",
+            out,
+            *SEEDS,
+            "--backend",
+            "ray",
+            *where,
+            "--no-progress",
+        ],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_collect_on_an_existing_two_node_cluster_matches_the_process_backend(
@@ -157,8 +202,12 @@ def test_collect_on_an_existing_two_node_cluster_matches_the_process_backend(
     assert run.returncode == 0, stderr
     assert f"to run on the Ray cluster at {cluster['RAY_ADDRESS']}" in stdout
     manifest = json.loads((user_folder / "log" / "manifest.json").read_text())
-    assert manifest["last_run"] == {**manifest["last_run"], "backend": "ray",
-                                    "ray_address": cluster["RAY_ADDRESS"], "shards_run": 10}  # fmt: skip
+    assert manifest["last_run"] == {
+        **manifest["last_run"],
+        "backend": "ray",
+        "ray_address": cluster["RAY_ADDRESS"],
+        "shards_run": 10,
+    }
     nodes = {p.name for p in (user_folder / "marks").iterdir()}
     assert len(nodes) == 2, nodes  # episodes ran on both nodes of the cluster
     assert_same_log(read_steplog(user_folder / "log")[0], read_steplog(_reference(user_folder))[0])

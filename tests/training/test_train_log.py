@@ -24,8 +24,17 @@ from training.staging import staged_output
 from training.steplog_io import StepLogError, read_shard, read_steplog, write_log_dir
 
 TINY_ENV = "FrozenLake-v1:map_name=4x4,is_slippery=true,H=30,weak=eps,eps=0.5"
-FAST = ["--cmax", "2", "--helper-epochs", "8", "--no-lagrangian", "--no-offline-rl",
-        "--budgets", "0,1,2", "--no-progress"]  # fmt: skip
+FAST = [
+    "--cmax",
+    "2",
+    "--helper-epochs",
+    "8",
+    "--no-lagrangian",
+    "--no-offline-rl",
+    "--budgets",
+    "0,1,2",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +42,38 @@ def live_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``train --env`` on the tiny FrozenLake: collects, trains, evaluates live."""
     out = tmp_path_factory.mktemp("live") / "art"
     cfg = TrainConfig(
-        env=TINY_ENV, out=out, cmax=2, train_seeds=tuple(range(12)),
-        test_seeds=tuple(range(1000, 1004)), prm=PRMConfig(log=Path("."), out=Path("."), epochs=4),
-        helper=HelperConfig(epochs=8), model=ModelConfig(lagrangian=False, offline_rl=False),
-        evaluation=EvalConfig(budgets=(0, 1, 2), episodes=150, n_tasks=150), workers=1,
+        env=TINY_ENV,
+        out=out,
+        cmax=2,
+        train_seeds=tuple(range(12)),
+        test_seeds=tuple(range(1000, 1004)),
+        prm=PRMConfig(log=Path("."), out=Path("."), epochs=4),
+        helper=HelperConfig(epochs=8),
+        model=ModelConfig(lagrangian=False, offline_rl=False),
+        evaluation=EvalConfig(budgets=(0, 1, 2), episodes=150, n_tasks=150),
+        workers=1,
         progress=False,
-    )  # fmt: skip
+    )
     return train_main(cfg)
 
 
 def test_train_log_gives_the_helper_train_env_gives(live_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "from-log"
-    assert cli.main(["train", "--log", str(live_run / "run" / "log"), "--out", str(out),
-                     "--offline-bootstrap", "30", *FAST]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "train",
+                "--log",
+                str(live_run / "run" / "log"),
+                "--out",
+                str(out),
+                "--offline-bootstrap",
+                "30",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     # same log, same seeds -> the same helper, bit for bit
     with np.load(live_run / "helper.npz") as a, np.load(out / "helper.npz") as b:
         assert sorted(a.files) == sorted(b.files)
@@ -63,9 +91,27 @@ def test_train_log_gives_the_helper_train_env_gives(live_run: Path, tmp_path: Pa
             assert lo <= c["model"]["success"] <= hi
     # evaluated live, the --log helper scores within 0.02 of the --env one (same seeds)
     ev = tmp_path / "ev"
-    assert cli.main(["evaluate", "--artifact", str(out), "--env", TINY_ENV, "--out", str(ev),
-                     "--budgets", "0,1,2", "--episodes", "150", "--eval-tasks", "150",
-                     "--no-progress"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--artifact",
+                str(out),
+                "--env",
+                TINY_ENV,
+                "--out",
+                str(ev),
+                "--budgets",
+                "0,1,2",
+                "--episodes",
+                "150",
+                "--eval-tasks",
+                "150",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     got = json.loads((ev / "metrics.json").read_text())["policies"]["helper"]["cells"]
     ref = json.loads((live_run / "report" / "metrics.json").read_text())["policies"]["helper"][
         "cells"
@@ -84,13 +130,21 @@ def test_train_log_gives_the_helper_train_env_gives(live_run: Path, tmp_path: Pa
 def test_is_estimate_matches_hand_computed_weights() -> None:
     # two episodes: (p=0.5: proceed, intervene; success) and (p=0.2: proceed, proceed; failure)
     log = StepLog(
-        episode_id=np.array([0, 0, 1, 1]), task_id=np.zeros(4), t=np.array([0, 1, 0, 1]),
-        state_key=np.array([1, 2, 1, 3]), features=np.zeros((4, 1)), action=np.array([0, 1, 0, 0]),
-        intervention_type=np.zeros(4), cost=np.array([0, 1, 0, 0]), duration=np.ones(4),
-        next_state_key=np.array([2, 9, 3, 8]), done=np.array([0, 1, 0, 1], bool),
-        truncated=np.zeros(4, bool), success=np.array([1, 1, 0, 0], bool),
+        episode_id=np.array([0, 0, 1, 1]),
+        task_id=np.zeros(4),
+        t=np.array([0, 1, 0, 1]),
+        state_key=np.array([1, 2, 1, 3]),
+        features=np.zeros((4, 1)),
+        action=np.array([0, 1, 0, 0]),
+        intervention_type=np.zeros(4),
+        cost=np.array([0, 1, 0, 0]),
+        duration=np.ones(4),
+        next_state_key=np.array([2, 9, 3, 8]),
+        done=np.array([0, 1, 0, 1], bool),
+        truncated=np.zeros(4, bool),
+        success=np.array([1, 1, 0, 0], bool),
         behavior_p=np.array([0.5, 0.5, 0.2, 0.2]),
-    )  # fmt: skip
+    )
     left = np.array([5, 4, 5, 4])
 
     def second_step(rows: np.ndarray, c: np.ndarray, steps_left: np.ndarray) -> np.ndarray:
@@ -106,25 +160,53 @@ def test_is_estimate_matches_hand_computed_weights() -> None:
     # with no budget the policy must proceed: episode 0 disagrees; episode 1 (proceed, proceed)
     np.testing.assert_allclose(w0, [0.0, 1 / (0.5 * 0.25 + 0.5 * 0.64)])
     # p varying inside an episode: the rows' own probabilities, multiplied
-    mixed = StepLog(**{**{n: getattr(log, n) for n in (
-        "episode_id", "task_id", "t", "state_key", "features", "action", "intervention_type",
-        "cost", "duration", "next_state_key", "done", "truncated", "success")},
-        "behavior_p": np.array([0.5, 0.25, 0.2, 0.2])})  # fmt: skip
+    mixed = StepLog(
+        **{
+            **{
+                n: getattr(log, n)
+                for n in (
+                    "episode_id",
+                    "task_id",
+                    "t",
+                    "state_key",
+                    "features",
+                    "action",
+                    "intervention_type",
+                    "cost",
+                    "duration",
+                    "next_state_key",
+                    "done",
+                    "truncated",
+                    "success",
+                )
+            },
+            "behavior_p": np.array([0.5, 0.25, 0.2, 0.2]),
+        }
+    )
     wm, _ = is_estimate(mixed, left, second_step, budget=1, cost=1)
     np.testing.assert_allclose(wm, [1 / (0.5 * 0.25), 0.0])
 
 
 def _good_shard(tmp_path: Path) -> tuple[Path, pa.Table]:
     log = StepLog(
-        episode_id=np.array([0, 0, 1]), task_id=np.zeros(3), t=np.array([0, 1, 0]),
-        state_key=np.array([1, 2, 1]), features=np.zeros((3, 2)), action=np.array([0, 0, 1]),
-        intervention_type=np.zeros(3), cost=np.array([0, 0, 1]), duration=np.ones(3),
-        next_state_key=np.array([2, 2, 5]), done=np.array([0, 1, 1], bool),
-        truncated=np.zeros(3, bool), success=np.array([1, 1, 0], bool),
+        episode_id=np.array([0, 0, 1]),
+        task_id=np.zeros(3),
+        t=np.array([0, 1, 0]),
+        state_key=np.array([1, 2, 1]),
+        features=np.zeros((3, 2)),
+        action=np.array([0, 0, 1]),
+        intervention_type=np.zeros(3),
+        cost=np.array([0, 0, 1]),
+        duration=np.ones(3),
+        next_state_key=np.array([2, 2, 5]),
+        done=np.array([0, 1, 1], bool),
+        truncated=np.zeros(3, bool),
+        success=np.array([1, 1, 0], bool),
         behavior_p=np.full(3, 0.5),
-    )  # fmt: skip
-    out = write_log_dir(tmp_path / "ok", {"train": log}, ["a", "b"], env="mine", agent="x",
-                        expert="y", k=1, cost=1)  # fmt: skip
+    )
+    out = write_log_dir(
+        tmp_path / "ok", {"train": log}, ["a", "b"], env="mine", agent="x", expert="y", k=1, cost=1
+    )
     path = out / "shards" / "train.parquet"
     return path, pq.read_table(path)
 
@@ -133,16 +215,26 @@ def _good_shard(tmp_path: Path) -> tuple[Path, pa.Table]:
     ("edit", "message"),
     [
         (lambda t: t.drop_columns(["behavior_p"]), r"lacks column\(s\) \['behavior_p'\]"),
-        (lambda t: t.set_column(t.schema.get_field_index("t"), "t", pa.array(["0", "1", "0"])),
-         r"column 't' has type string, expected integer"),
-        (lambda t: t.set_column(t.schema.get_field_index("t"), "t", pa.array([0, 2, 0])),
-         r"row 0, column 't': the next row of this episode must have t = t \+ duration"),
-        (lambda t: t.set_column(t.schema.get_field_index("action"), "action", pa.array([0, 2, 1])),
-         r"row 1, column 'action': must be 0 or 1"),
-        (lambda t: t.take([2, 0, 1]).set_column(0, "episode_id", pa.array([0, 1, 0])),
-         r"row 2, column 'episode_id': episode 0 continues"),
+        (
+            lambda t: t.set_column(t.schema.get_field_index("t"), "t", pa.array(["0", "1", "0"])),
+            r"column 't' has type string, expected integer",
+        ),
+        (
+            lambda t: t.set_column(t.schema.get_field_index("t"), "t", pa.array([0, 2, 0])),
+            r"row 0, column 't': the next row of this episode must have t = t \+ duration",
+        ),
+        (
+            lambda t: t.set_column(
+                t.schema.get_field_index("action"), "action", pa.array([0, 2, 1])
+            ),
+            r"row 1, column 'action': must be 0 or 1",
+        ),
+        (
+            lambda t: t.take([2, 0, 1]).set_column(0, "episode_id", pa.array([0, 1, 0])),
+            r"row 2, column 'episode_id': episode 0 continues",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_logs_are_refused_naming_file_row_and_column(tmp_path: Path, edit, message) -> None:
     path, table = _good_shard(tmp_path)
     read_shard(path)  # the good one reads
@@ -176,11 +268,21 @@ def test_prm_log_needs_no_environment(live_run: Path, tmp_path: Path) -> None:
     """A log whose env is not buildable ("service", as export-log writes) trains a PRM."""
     train, _ = read_steplog(live_run / "run" / "log", split="train")
     names = [f"f{i}" for i in range(train.feature_dim)]
-    src = write_log_dir(tmp_path / "svc", {"train": train}, names, env="service",
-                        agent="production", expert="production", k=1, cost=1)  # fmt: skip
+    src = write_log_dir(
+        tmp_path / "svc",
+        {"train": train},
+        names,
+        env="service",
+        agent="production",
+        expert="production",
+        k=1,
+        cost=1,
+    )
     out = tmp_path / "prm"
-    assert cli.main(["prm", "--log", str(src), "--out", str(out), "--epochs", "2",
-                     "--no-progress"]) == 0  # fmt: skip
+    assert (
+        cli.main(["prm", "--log", str(src), "--out", str(out), "--epochs", "2", "--no-progress"])
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["held_out"].startswith("held-out episodes") and "exact_mae" not in report
 
@@ -192,8 +294,21 @@ def test_parser_is_derived_from_the_dataclass() -> None:
     # the field's docstring is the help, its default is shown, nested fields are prefixed
     assert "Largest budget the helper is trained for" in text and "(default: 5)" in text
     assert "--helper-epochs" in text and "--n-min" in text and "--no-progress" in text
-    ns = p.parse_args(["--out", "x", "--env", "taxi", "--train-seeds", "0-2,7", "--helper-epochs",
-                       "3", "--no-progress", "--evaluation-budgets", "0,2"])  # fmt: skip
+    ns = p.parse_args(
+        [
+            "--out",
+            "x",
+            "--env",
+            "taxi",
+            "--train-seeds",
+            "0-2,7",
+            "--helper-epochs",
+            "3",
+            "--no-progress",
+            "--evaluation-budgets",
+            "0,2",
+        ]
+    )
     cfg = from_namespace(TrainConfig, ns)
     assert cfg.train_seeds == (0, 1, 2, 7) and cfg.helper.epochs == 3 and not cfg.progress
     assert cfg.evaluation.budgets == (0, 2) and cfg.helper.lr == HelperConfig().lr  # others kept
@@ -237,19 +352,40 @@ def test_export_log_then_train_log_round_trip(tmp_path: Path) -> None:
         ep = run_episode(adapter, i % 10, p, rng=rng, dynamics_seed=dyn, episode_id=i)
         sid = f"s{i}"
         for j in range(len(ep)):
-            lines.append({"record": "decision", "episode_id": sid, "tenant": "t", "t": ep.t[j],
-                          "state_key": ep.state_key[j], "features": ep.features[j].tolist(),
-                          "action": ep.action[j], "cost": ep.cost[j], "behavior_p": p,
-                          "steps_left": adapter.horizon - ep.t[j]})  # fmt: skip
-        lines.append({"record": "outcome", "episode_id": sid, "tenant": "t",
-                      "success": ep.success, "steps": ep.steps})  # fmt: skip
+            lines.append(
+                {
+                    "record": "decision",
+                    "episode_id": sid,
+                    "tenant": "t",
+                    "t": ep.t[j],
+                    "state_key": ep.state_key[j],
+                    "features": ep.features[j].tolist(),
+                    "action": ep.action[j],
+                    "cost": ep.cost[j],
+                    "behavior_p": p,
+                    "steps_left": adapter.horizon - ep.t[j],
+                }
+            )
+        lines.append(
+            {
+                "record": "outcome",
+                "episode_id": sid,
+                "tenant": "t",
+                "success": ep.success,
+                "steps": ep.steps,
+            }
+        )
     src = tmp_path / "decisions.jsonl"
     src.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     steplog = tmp_path / "steplog"
     assert cli.main(["export-log", "--log", str(src), "--out", str(steplog)]) == 0
     out = tmp_path / "art"
-    assert cli.main(["train", "--log", str(steplog), "--out", str(out),
-                     "--offline-bootstrap", "20", *FAST]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            ["train", "--log", str(steplog), "--out", str(out), "--offline-bootstrap", "20", *FAST]
+        )
+        == 0
+    )
     art = load_artifact(out)
     helper = Helper.from_artifact(art)
     assert art.manifest["env"] == "service" and art.manifest["horizon"] == adapter.horizon
@@ -269,7 +405,27 @@ def test_the_documented_writer_example_trains(
     exec(compile(code, "your-agent.md", "exec"), {})  # noqa: S102 - our own documentation
     train, manifest = read_steplog(tmp_path / "my-log", split="train")
     assert len(np.unique(train.episode_id)) == 160 and manifest["env"] == "my-system"
-    assert cli.main(["train", "--log", "my-log", "--out", "my-artifact", "--cmax", "2",
-                     "--offline-bootstrap", "10", "--helper-epochs", "3", "--no-lagrangian",
-                     "--no-offline-rl", "--budgets", "0,1,2", "--no-progress"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "train",
+                "--log",
+                "my-log",
+                "--out",
+                "my-artifact",
+                "--cmax",
+                "2",
+                "--offline-bootstrap",
+                "10",
+                "--helper-epochs",
+                "3",
+                "--no-lagrangian",
+                "--no-offline-rl",
+                "--budgets",
+                "0,1,2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "offline estimate" in (tmp_path / "my-artifact" / "report" / "report.md").read_text()

@@ -41,11 +41,19 @@ def test_one_rung_with_defaults_is_the_one_type_runner(taxi, kind):
             plain_decide = lambda ctx: ctx.t % 3 == 1  # noqa: E731
             typed_decide = lambda ctx: int(ctx.t % 3 == 1)  # noqa: E731
         rng, dyn = episode_rng(0, seed, 0)
-        a = run_episode(taxi, seed, plain_decide, rng=rng, k=2, cost=1, budget=budget,
-                        dynamics_seed=dyn)  # fmt: skip
+        a = run_episode(
+            taxi, seed, plain_decide, rng=rng, k=2, cost=1, budget=budget, dynamics_seed=dyn
+        )
         rng, dyn = episode_rng(0, seed, 0)
-        b = run_episode(taxi, seed, typed_decide, rng=rng, rungs=[Rung(k=2, cost=1)],
-                        budgets=[budget], dynamics_seed=dyn)  # fmt: skip
+        b = run_episode(
+            taxi,
+            seed,
+            typed_decide,
+            rng=rng,
+            rungs=[Rung(k=2, cost=1)],
+            budgets=[budget],
+            dynamics_seed=dyn,
+        )
         for col in COLUMNS:
             assert getattr(a, col) == getattr(b, col), col
         assert (a.success, a.interventions, a.steps) == (b.success, b.interventions, b.steps)
@@ -74,8 +82,9 @@ def test_two_rungs_hold_every_budget_and_log_the_type(taxi):
 def test_callback_actions_true_unaffordable_and_out_of_range(taxi):
     rungs = [Rung(), Rung(k=2)]
     rng, dyn = episode_rng(2, 0, 0)
-    ep = run_episode(taxi, 0, lambda ctx: True, rng=rng, rungs=rungs, budgets=[2, 5],
-                     dynamics_seed=dyn)  # fmt: skip
+    ep = run_episode(
+        taxi, 0, lambda ctx: True, rng=rng, rungs=rungs, budgets=[2, 5], dynamics_seed=dyn
+    )
     assert ep.by_type == [2, 0]  # True is type 1; once spent, the runner proceeds
     rng, dyn = episode_rng(2, 0, 0)
     asked = []
@@ -101,8 +110,9 @@ def test_exact_typed_oracle_predicts_the_live_runner(taxi):
     model = exact_typed_model(taxi, types)
     sol = solve_typed(model, [3, 1])
     for b in [(0, 0), (3, 0), (2, 1)]:
-        out = run_typed_cell(taxi, oracle_policy(model, sol), b, [t.rung for t in types], 600,
-                             2_000_000, 600, 7)  # fmt: skip
+        out = run_typed_cell(
+            taxi, oracle_policy(model, sol), b, [t.rung for t in types], 600, 2_000_000, 600, 7
+        )
         rate = success_rate(out["success"])
         predicted = float(sol.success[b])
         assert rate.low - 0.02 <= predicted <= rate.high + 0.02, (b, predicted, rate)
@@ -127,10 +137,16 @@ def test_type_and_budget_grammar():
 
 def test_train_typed_end_to_end_writes_a_loadable_typed_artifact(tmp_path):
     cfg = TypedTrainConfig(
-        out=tmp_path / "run", env="taxi", types=("hint:k=1,cmax=2,expert_eps=0.3", "takeover:k=3,cmax=1"),
-        train_seeds=tuple(range(12)), episodes_per_seed=8, workers=1, budgets=("1/1", "2/0"),
-        episodes=40, n_tasks=40,
-    )  # fmt: skip
+        out=tmp_path / "run",
+        env="taxi",
+        types=("hint:k=1,cmax=2,expert_eps=0.3", "takeover:k=3,cmax=1"),
+        train_seeds=tuple(range(12)),
+        episodes_per_seed=8,
+        workers=1,
+        budgets=("1/1", "2/0"),
+        episodes=40,
+        n_tasks=40,
+    )
     out = main(cfg)
     art = load_artifact(out)
     helper = TypedHelper.from_artifact(art)
@@ -140,8 +156,14 @@ def test_train_typed_end_to_end_writes_a_loadable_typed_artifact(tmp_path):
     d = helper.decide(np.zeros(helper.stats.mean.shape[0]), [0, 0], 10)
     assert d.action == 0  # nothing affordable: proceed
     report = json.loads((out / "report" / "report.json").read_text())
-    assert set(report["policies"]) == {"typed_oracle", "typed_helper", "one_type:hint",
-                                       "one_type:takeover", "threshold", "random"}  # fmt: skip
+    assert set(report["policies"]) == {
+        "typed_oracle",
+        "typed_helper",
+        "one_type:hint",
+        "one_type:takeover",
+        "threshold",
+        "random",
+    }
     for cells in report["policies"].values():
         assert [c["budgets"] for c in cells] == [[1, 1], [2, 0]]
         assert all(sum(c["violations"]) == 0 for c in cells)

@@ -37,8 +37,12 @@ _N_RANDOM = 6  # the weak agent never says "done"
 
 def _mission_kind(instr: object) -> str:
     name = type(instr).__name__
-    return {"GoToInstr": "goto", "PickupInstr": "pickup", "PutNextInstr": "putnext",
-            "OpenInstr": "open"}.get(name, "sequence")  # fmt: skip
+    return {
+        "GoToInstr": "goto",
+        "PickupInstr": "pickup",
+        "PutNextInstr": "putnext",
+        "OpenInstr": "open",
+    }.get(name, "sequence")
 
 
 class BabyAIAdapter:
@@ -81,11 +85,13 @@ class BabyAIAdapter:
         self.bot_errors = 0
         self._bot_len: dict[int, int] = {}
         self.feature_names = (
-            ["t_frac", "x", "y"] + [f"dir_{d}" for d in range(4)]
+            ["t_frac", "x", "y"]
+            + [f"dir_{d}" for d in range(4)]
             + ["carrying", "exploring", "seen_frac", "plan_depth"]
-            + [f"front_{c}" for c in _FRONT] + [f"mission_{m}" for m in _MISSIONS]
+            + [f"front_{c}" for c in _FRONT]
+            + [f"mission_{m}" for m in _MISSIONS]
             + [f"last_{a}" for a in _ACTIONS]
-        )  # fmt: skip
+        )
         self._seed = 0
         self._t = 0
         self._history: list[int] = []
@@ -133,9 +139,14 @@ class BabyAIAdapter:
         un = self._un
         carried = (un.carrying.type, un.carrying.color) if un.carrying else None
         return stable_key(
-            "babyai-g", self._seed, un.grid.encode(), tuple(int(v) for v in un.agent_pos),
-            int(un.agent_dir), carried, np.packbits(self._bot.vis_mask),
-        )  # fmt: skip
+            "babyai-g",
+            self._seed,
+            un.grid.encode(),
+            tuple(int(v) for v in un.agent_pos),
+            int(un.agent_dir),
+            carried,
+            np.packbits(self._bot.vis_mask),
+        )
 
     def features(self) -> np.ndarray:
         """(29,) float32: clock, pose, carrying, bot-plan flags, front cell, mission, last action."""

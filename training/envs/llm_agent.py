@@ -96,8 +96,9 @@ class LLMBabyAIAdapter(BabyAIAdapter):
         key: str = "grid",
         spec: str = "",
     ) -> None:
-        super().__init__(env_id, env_kwargs, weak="eps", eps=eps or 0.0, limit=limit, key=key,
-                         spec=spec)  # fmt: skip
+        super().__init__(
+            env_id, env_kwargs, weak="eps", eps=eps or 0.0, limit=limit, key=key, spec=spec
+        )
         if temperature < 0:
             raise ValueError(f"env spec {self.spec!r}: temp must be >= 0, got {temperature}")
         self.weak = "llm"

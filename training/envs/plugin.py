@@ -45,9 +45,19 @@ DEFAULT_FACTORY = "make_adapter"
 # canonical path of a plug-in file -> a local copy of the content the driver shipped
 _SHIPPED: dict[str, Path] = {}
 _MEMBERS = (
-    "spec", "feature_names", "horizon", "agent", "expert",
-    "reset", "state_key", "features", "text", "weak_action", "expert_action", "step",
-)  # fmt: skip
+    "spec",
+    "feature_names",
+    "horizon",
+    "agent",
+    "expert",
+    "reset",
+    "state_key",
+    "features",
+    "text",
+    "weak_action",
+    "expert_action",
+    "step",
+)
 _METHODS = _MEMBERS[5:]
 
 

@@ -173,11 +173,14 @@ def make_env(spec: str) -> EnvAdapter:
             from training.envs.llm_agent import LLMBabyAIAdapter
 
             return LLMBabyAIAdapter(
-                env_id, env_kw, temperature=float(opts.get("temp", 1.0)),
+                env_id,
+                env_kw,
+                temperature=float(opts.get("temp", 1.0)),
                 eps=float(opts["eps"]) if "eps" in opts else None,
-                limit=float(opts.get("limit", 2.0)), key=str(opts.get("key", "grid")),
+                limit=float(opts.get("limit", 2.0)),
+                key=str(opts.get("key", "grid")),
                 spec=canonical,
-            )  # fmt: skip
+            )
         return BabyAIAdapter(
             env_id,
             env_kw,

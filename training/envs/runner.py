@@ -39,9 +39,14 @@ class DecisionContext:
     """What a policy sees at a decision point. ``text`` is rendered only when read."""
 
     __slots__ = (
-        "_adapter", "features", "remaining_budget", "remaining_per_type", "state_key",
-        "steps_left", "t",
-    )  # fmt: skip
+        "_adapter",
+        "features",
+        "remaining_budget",
+        "remaining_per_type",
+        "state_key",
+        "steps_left",
+        "t",
+    )
 
     def __init__(
         self,
@@ -154,8 +159,9 @@ def run_episode(
     unlimited). An action whose type the remaining budget cannot pay for proceeds.
     """
     if rungs is not None:
-        return _run_typed(adapter, seed, decide, rng, list(rungs), budgets, dynamics_seed,
-                          episode_id, record_text)  # fmt: skip
+        return _run_typed(
+            adapter, seed, decide, rng, list(rungs), budgets, dynamics_seed, episode_id, record_text
+        )
     if k < 1 or cost < 0:
         raise ValueError(f"run_episode: need k >= 1 and cost >= 0, got k={k}, cost={cost}")
     adapter.reset(seed, dynamics_seed)
