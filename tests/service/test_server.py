@@ -110,6 +110,32 @@ def _declared_cross_field_rule(response: Any) -> bool:
     ]
 
 
+def _float_precision_bound(response: Any) -> bool:
+    """A 422 for an integer just past an int64 bound that only float comparison calls inside.
+
+    The generator checks ``minimum``/``maximum`` in float arithmetic, so -9223372036854776000
+    "satisfies" minimum -2**63 (both round to -9.223372036854776e18); the service compares
+    integers exactly and is right to refuse it.
+    """
+    if response.status_code != 422:
+        return False
+    detail = response.json().get("detail")
+    if not isinstance(detail, list) or not detail:
+        return False
+    for d in detail:
+        bound = (d.get("ctx") or {}).get("ge", (d.get("ctx") or {}).get("le"))
+        value = d.get("input")
+        if not (
+            d.get("type") in ("greater_than_equal", "less_than_equal")
+            and isinstance(value, int)
+            and isinstance(bound, int)
+            and abs(value) > 2**53
+            and float(value) == float(bound)
+        ):
+            return False
+    return True
+
+
 def fuzz(base: str, examples: int, tenant_key: str, admin_key: str) -> dict[str, Any]:
     """schemathesis with every check over every operation of the live spec, plus each JSON body
     re-sent with a non-finite number in it. Returns failures by (operation, check) and counts."""
@@ -138,7 +164,7 @@ def fuzz(base: str, examples: int, tenant_key: str, admin_key: str) -> dict[str,
             try:
                 case.validate_response(response, headers=headers)
             except BaseException as exc:  # noqa: BLE001 - collect every failure kind
-                if _declared_cross_field_rule(response):
+                if _declared_cross_field_rule(response) or _float_precision_bound(response):
                     return
                 first = str(exc).split("\n- ", 1)[-1].splitlines()[0] if str(exc) else ""
                 failures.setdefault(f"{case.operation.label}: {first}", str(exc)[:1500])
