@@ -18,6 +18,7 @@ from helpseek_core.errors import BudgetError, ProbabilityError, ShapeError
 __all__ = [
     "PROCEED",
     "INTERVENE",
+    "STEP_LOG_COLUMNS",
     "STEP_LOG_SCHEMA_VERSION",
     "BudgetedSolution",
     "LagrangianSolution",
@@ -124,7 +125,7 @@ class StepLog:
     def take(self, rows: np.ndarray) -> StepLog:
         """Return the sub-log of the given row indices or boolean mask, in that order."""
         rows = np.asarray(rows)
-        kw = {name: getattr(self, name)[rows] for name in _COLUMNS}
+        kw = {name: getattr(self, name)[rows] for name in STEP_LOG_COLUMNS}
         text = None
         if self.text is not None:
             idx = np.flatnonzero(rows) if rows.dtype == np.bool_ else rows
@@ -139,13 +140,13 @@ class StepLog:
         dims = {lg.feature_dim for lg in logs}
         if len(dims) != 1:
             raise ShapeError(f"StepLog.concat: feature dimensions differ: {sorted(dims)}")
-        kw = {name: np.concatenate([getattr(lg, name) for lg in logs]) for name in _COLUMNS}
+        kw = {name: np.concatenate([getattr(lg, name) for lg in logs]) for name in STEP_LOG_COLUMNS}
         has_text = all(lg.text is not None for lg in logs)
         text = tuple(s for lg in logs for s in (lg.text or ())) if has_text else None
         return StepLog(**kw, text=text)
 
 
-_COLUMNS = (
+STEP_LOG_COLUMNS = (
     "episode_id",
     "task_id",
     "t",

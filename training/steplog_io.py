@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from helpseek_core.errors import HelpSeekError
-from helpseek_core.types import STEP_LOG_SCHEMA_VERSION, StepLog
+from helpseek_core.types import STEP_LOG_COLUMNS, STEP_LOG_SCHEMA_VERSION, StepLog
 
 __all__ = [
     "MANIFEST_NAME",
@@ -76,22 +76,7 @@ MANIFEST_NAME = "manifest.json"
 META_KEY = b"helpseek.steplog"
 
 
-_COLUMNS = (
-    "episode_id",
-    "task_id",
-    "t",
-    "state_key",
-    "features",
-    "action",
-    "intervention_type",
-    "cost",
-    "duration",
-    "next_state_key",
-    "done",
-    "truncated",
-    "success",
-    "behavior_p",
-)
+_COLUMNS = STEP_LOG_COLUMNS  # the record's columns, defined once in core
 
 
 _INT = (

@@ -11,28 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpseek_core.types import StepLog
+from helpseek_core.types import STEP_LOG_COLUMNS, StepLog
 from training.cli import main as cli_main
 from training.collect import main as collect_main
 from training.envs import episode_rng, episodes_to_steplog, make_env, run_episode
 from training.steplog_io import StepLogError, read_shard, read_steplog, write_steplog
 
-COLUMNS = (
-    "episode_id",
-    "task_id",
-    "t",
-    "state_key",
-    "features",
-    "action",
-    "intervention_type",
-    "cost",
-    "duration",
-    "next_state_key",
-    "done",
-    "truncated",
-    "success",
-    "behavior_p",
-)
+COLUMNS = STEP_LOG_COLUMNS
 
 
 def assert_same_log(a: StepLog, b: StepLog) -> None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpseek_core.types import StepLog
+from helpseek_core.types import STEP_LOG_COLUMNS, StepLog
 from training import cli
 from training.config import PRMConfig, add_dataclass_arguments, from_namespace
 from training.evaluate import EvalConfig
@@ -162,24 +162,7 @@ def test_is_estimate_matches_hand_computed_weights() -> None:
     # p varying inside an episode: the rows' own probabilities, multiplied
     mixed = StepLog(
         **{
-            **{
-                n: getattr(log, n)
-                for n in (
-                    "episode_id",
-                    "task_id",
-                    "t",
-                    "state_key",
-                    "features",
-                    "action",
-                    "intervention_type",
-                    "cost",
-                    "duration",
-                    "next_state_key",
-                    "done",
-                    "truncated",
-                    "success",
-                )
-            },
+            **{n: getattr(log, n) for n in STEP_LOG_COLUMNS if n != "behavior_p"},
             "behavior_p": np.array([0.5, 0.25, 0.2, 0.2]),
         }
     )
