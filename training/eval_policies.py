@@ -129,8 +129,8 @@ def _budget(ctx: RunContext) -> int:
 # ---- decide callbacks ------------------------------------------------------------------------
 
 
-def helper_decide(helper: Helper, fixed: int | None = None, clip: int | None = None) -> Decide:
-    """Ask the helper with the remaining budget, clipped to ``clip`` if given.
+def helper_decide(helper: Helper, fixed: int | None = None) -> Decide:
+    """Ask the helper with the remaining budget (the encoding clips it to the helper's Cmax).
 
     ``fixed`` replaces the remaining budget by a constant: the Lagrangian helper is asked with
     the episode's starting budget C (its labels depend on C, not on what is left).
@@ -138,8 +138,6 @@ def helper_decide(helper: Helper, fixed: int | None = None, clip: int | None = N
 
     def decide(ctx: RunContext) -> bool:
         c = _budget(ctx) if fixed is None else fixed
-        if clip is not None:
-            c = min(c, clip)
         return helper.decide(ctx.features, c, ctx.steps_left).intervene
 
     return decide

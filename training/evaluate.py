@@ -133,8 +133,8 @@ def evaluate(
     if ps.helper is not None:
         run("helper", lambda b: helper_decide(ps.helper))  # type: ignore[arg-type]
     if ps.lagrangian is not None:
-        lag = ps.lagrangian  # asked with the episode budget, clipped to the largest trained
-        run("lagrangian_helper", lambda b: helper_decide(lag, min(b, lag.cmax)))
+        lag = ps.lagrangian  # asked with the episode budget (the encoding clips it to Cmax)
+        run("lagrangian_helper", lambda b: helper_decide(lag, b))
     if ps.offline_rl is not None:
         run("offline_rl", lambda b: offline_decide(ps.offline_rl))  # type: ignore[arg-type]
     if not oracle_rate:

@@ -254,13 +254,10 @@ def _evaluate(
         steps.adapter, steps.k, steps.cost, cmax_eval, (p2.model, p2.solution)
     )
     metrics = evaluate(steps.adapter, ps, ev, cmax=settings.cmax)
-    o_sol = ps.oracle
+    # the exact oracle's prediction per budget is evaluate()'s "oracle_prediction"
     metrics["dp_predicted"] = {
         "estimated_model_success": p2.solution.success.tolist(),
         "estimated_model_usage": p2.solution.usage.tolist(),
-        "oracle_kind": ps.oracle_kind,
-        "oracle_success": None if o_sol is None else o_sol.success.tolist(),
-        "oracle_usage": None if o_sol is None else o_sol.usage.tolist(),
     }
     rep.finish_metrics(metrics, run, steps)
     write_report(metrics, run.dir / "report", title=rep.report_title)
