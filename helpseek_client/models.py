@@ -1,4 +1,4 @@
-"""Typed, immutable results of the HelpSeek HTTP API (DESIGN.md §6).
+"""Typed, immutable results of the HelpSeek HTTP API (docs/service.md; docs/design.md §6).
 
 Each record is built from the service's JSON by its ``from_json`` constructor, which checks the
 fields the contract promises and keeps the whole body in ``raw`` (not compared, not printed) so

@@ -1,4 +1,4 @@
-"""The composition root: ``create_app(settings)`` (STYLE.md §6).
+"""The composition root: ``create_app(settings)`` (docs/design.md, rule 6).
 
 The lifespan loads the artifact, opens the one Redis client of the process (or the
 in-process store), opens the decision log, points the model gauges and installs the SIGHUP

@@ -2,7 +2,7 @@
 
 One JSON object per line (JSONL) or per stream entry (field ``record``); the exact schema is in
 docs/service.md ("Decision log"), written so ``helpseek export-log`` can turn it into a Phase I
-step log (DESIGN.md §3). File appends use ``O_APPEND`` and one ``write`` per record, so
+step log (docs/design.md §3). File appends use ``O_APPEND`` and one ``write`` per record, so
 several worker processes can share the file without interleaving lines.
 """
 

@@ -1,4 +1,4 @@
-"""The service's one configuration object (STYLE.md §5).
+"""The service's one configuration object (docs/design.md, rule 5).
 
 Every knob is an environment variable with the ``HELPSEEK_`` prefix (``HELPSEEK_PORT=9000``),
 read once by :class:`Settings` and handed to :func:`service.app.create_app`. Nothing else in

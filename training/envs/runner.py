@@ -2,7 +2,7 @@
 
 Used by collection (random interventions at probability p) and, later, by live evaluation of
 any policy: pass ``decide`` as a callback that sees a :class:`DecisionContext` and returns
-whether to intervene. Each decision point yields one step-log row (DESIGN.md §3): a proceed
+whether to intervene. Each decision point yields one step-log row (docs/design.md §3): a proceed
 row covers one env step, an intervene row covers the whole k-step macro action (fewer steps
 if the episode ends first) and charges ``cost`` budget units.
 
